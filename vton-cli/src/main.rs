@@ -1,0 +1,168 @@
+//! `vton`: the command-line front end.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use vton_core::io::RgbImage;
+use vton_core::masks::GarmentCategory;
+use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
+use vton_core::{default_device, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "vton",
+    version,
+    about = "Virtual try-on: put a garment photo onto a person photo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Try a garment on a person (with no input arguments: the bundled example).
+    TryOn(TryOnArgs),
+}
+
+#[derive(Args)]
+struct TryOnArgs {
+    /// Person photo (PNG or JPEG).
+    #[arg(long)]
+    person: Option<PathBuf>,
+    /// OpenPose JSON of the person (BODY_25 or COCO-18).
+    #[arg(long)]
+    keypoints: Option<PathBuf>,
+    /// Person mask (grey PNG, person = white).
+    #[arg(long)]
+    person_mask: Option<PathBuf>,
+    /// LIP / VITON-HD label map of the person (PNG); used for the agnostic mask when given.
+    #[arg(long)]
+    parse: Option<PathBuf>,
+    /// Garment product photo.
+    #[arg(long)]
+    garment: Option<PathBuf>,
+    /// Garment mask (estimated from the photo's background when absent).
+    #[arg(long)]
+    garment_mask: Option<PathBuf>,
+    /// Garment category: upper_body (lower_body and dresses are not implemented yet).
+    #[arg(long, default_value = "upper_body")]
+    category: String,
+    /// Output image.
+    #[arg(long, default_value = "out/tryon.png")]
+    out: PathBuf,
+    /// Also write agnostic_mask.png, warped_garment.png and warped_mask.png here.
+    #[arg(long)]
+    save_intermediates: Option<PathBuf>,
+    /// Also write person | garment | result side by side to this file.
+    #[arg(long)]
+    panel: Option<PathBuf>,
+}
+
+/// The bundled example, relative to the workspace root (compile-time path, so
+/// `cargo run` works from any directory of the checkout).
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("examples")
+}
+
+fn panel(images: &[&RgbImage], height: usize) -> RgbImage {
+    let scaled: Vec<RgbImage> = images
+        .iter()
+        .map(|im| im.resize((im.width * height / im.height).max(1), height))
+        .collect();
+    let width: usize = scaled.iter().map(|s| s.width).sum();
+    let mut out = RgbImage::filled(width, height, [1.0, 1.0, 1.0]);
+    let mut x0 = 0;
+    for s in &scaled {
+        for y in 0..height {
+            for x in 0..s.width {
+                let (src, dst) = ((y * s.width + x) * 3, (y * width + x0 + x) * 3);
+                out.data[dst..dst + 3].copy_from_slice(&s.data[src..src + 3]);
+            }
+        }
+        x0 += s.width;
+    }
+    out
+}
+
+fn try_on(args: TryOnArgs) -> Result<()> {
+    let any_input = args.person.is_some() || args.garment.is_some() || args.keypoints.is_some();
+    let (person, keypoints, person_mask, garment, garment_mask, panel_path) = if any_input {
+        let need = |p: Option<PathBuf>, name: &str| {
+            p.ok_or_else(|| vton_core::VtonError::InvalidArgument {
+                name: name.into(),
+                message: "is required when any input is given".into(),
+            })
+        };
+        (
+            need(args.person, "--person")?,
+            need(args.keypoints, "--keypoints")?,
+            args.person_mask,
+            need(args.garment, "--garment")?,
+            args.garment_mask,
+            args.panel,
+        )
+    } else {
+        let ex = example_dir();
+        println!(
+            "no inputs given: using the bundled example in {}",
+            ex.display()
+        );
+        (
+            ex.join("person/openvto_ai_avatar1_upper.png"),
+            ex.join("person/openvto_ai_avatar1_upper_keypoints.json"),
+            Some(ex.join("person/openvto_ai_avatar1_upper_mask.png")),
+            ex.join("garment/openvto_shirt2_front.png"),
+            None,
+            Some(
+                args.panel
+                    .unwrap_or_else(|| args.out.with_file_name("panel.png")),
+            ),
+        )
+    };
+    let mut inputs = TryOnInputs::from_paths(
+        &person,
+        &keypoints,
+        person_mask.as_ref(),
+        args.parse.as_ref(),
+        &garment,
+        garment_mask.as_ref(),
+    )?;
+    inputs.category = GarmentCategory::from_name(&args.category)?;
+    let out = GeometricTryOn::default().run(&inputs, &default_device())?;
+    out.image.save_png(&args.out)?;
+    println!("wrote {}", args.out.display());
+    if let Some(dir) = args.save_intermediates {
+        out.agnostic_mask.save_png(dir.join("agnostic_mask.png"))?;
+        out.warped_garment
+            .save_png(dir.join("warped_garment.png"))?;
+        out.warped_mask.save_png(dir.join("warped_mask.png"))?;
+        println!("wrote intermediates to {}", dir.display());
+    }
+    if let Some(p) = panel_path {
+        panel(
+            &[&inputs.person, &inputs.garment, &out.image],
+            inputs.person.height,
+        )
+        .save_png(&p)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::TryOn(args) => try_on(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Human-parsing label maps: the 20-label LIP scheme that VITON-HD and HR-VITON
+//! ship (`image-parse-v3/*.png`, palette or grey PNG whose pixel value is the label),
+//! and HR-VITON's 13-group mapping of it.
+
+use std::path::Path;
+
+use crate::error::{Result, VtonError};
+use crate::io::Mask;
+
+/// LIP labels, index = label value. VITON-HD's parse maps use index 10 for the neck.
+pub const LIP_LABELS: [&str; 20] = [
+    "background",
+    "hat",
+    "hair",
+    "glove",
+    "sunglasses",
+    "upper-clothes",
+    "dress",
+    "coat",
+    "socks",
+    "pants",
+    "jumpsuits/neck",
+    "scarf",
+    "skirt",
+    "face",
+    "left-arm",
+    "right-arm",
+    "left-leg",
+    "right-leg",
+    "left-shoe",
+    "right-shoe",
+];
+
+/// HR-VITON's 13 groups (`cp_dataset.py` of sangyun884/HR-VITON): name and the LIP labels merged into it.
+pub const HRVITON_GROUPS: [(&str, &[u8]); 13] = [
+    ("background", &[0, 10]),
+    ("hair", &[1, 2]),
+    ("face", &[4, 13]),
+    ("upper", &[5, 6, 7]),
+    ("bottom", &[9, 12]),
+    ("left_arm", &[14]),
+    ("right_arm", &[15]),
+    ("left_leg", &[16]),
+    ("right_leg", &[17]),
+    ("left_shoe", &[18]),
+    ("right_shoe", &[19]),
+    ("socks", &[8]),
+    ("noise", &[3, 11]),
+];
+
+/// A label map: one `u8` label per pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseMap {
+    pub width: usize,
+    pub height: usize,
+    pub labels: Vec<u8>,
+    /// Number of labels of the scheme (20 for LIP, 13 for HR-VITON groups).
+    pub num_labels: u8,
+}
+
+impl ParseMap {
+    /// From raw labels, checked against the scheme size.
+    pub fn new(width: usize, height: usize, labels: Vec<u8>, num_labels: u8) -> Result<Self> {
+        if width == 0 || height == 0 || labels.len() != width * height {
+            return Err(VtonError::SizeMismatch {
+                what: "parse map".into(),
+                expected: format!("{} labels ({width}x{height})", width * height),
+                actual: labels.len().to_string(),
+            });
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l >= num_labels) {
+            return Err(VtonError::invalid(
+                "parse map",
+                format!("label {bad} is outside the {num_labels}-label scheme"),
+            ));
+        }
+        Ok(ParseMap {
+            width,
+            height,
+            labels,
+            num_labels,
+        })
+    }
+
+    /// Reads a LIP-scheme label PNG (palette indices or grey values are the labels).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
+        let what = path.display().to_string();
+        let img_err = |m: String| VtonError::Image {
+            what: what.clone(),
+            message: m,
+        };
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::IDENTITY);
+        let mut reader = decoder
+            .read_info()
+            .map_err(|e| img_err(format!("not a readable PNG: {e}")))?;
+        let size = reader
+            .output_buffer_size()
+            .ok_or_else(|| img_err("PNG too large".into()))?;
+        let mut buf = vec![0u8; size];
+        let info = reader
+            .next_frame(&mut buf)
+            .map_err(|e| img_err(e.to_string()))?;
+        if info.bit_depth != png::BitDepth::Eight {
+            return Err(img_err(format!(
+                "label maps must be 8-bit, got {:?}",
+                info.bit_depth
+            )));
+        }
+        let channels = match info.color_type {
+            png::ColorType::Indexed | png::ColorType::Grayscale => 1,
+            png::ColorType::GrayscaleAlpha => 2,
+            other => {
+                return Err(img_err(format!(
+                    "label maps must be palette or grey PNGs, got {other:?}"
+                )))
+            }
+        };
+        let (w, h) = (info.width as usize, info.height as usize);
+        let labels: Vec<u8> = buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .map(|c| c[0])
+            .collect();
+        ParseMap::new(w, h, labels, 20).map_err(|e| match e {
+            VtonError::InvalidArgument { message, .. } => img_err(message),
+            other => other,
+        })
+    }
+
+    /// Mask of the pixels whose label is in `labels`.
+    pub fn mask_of(&self, labels: &[u8]) -> Mask {
+        Mask {
+            width: self.width,
+            height: self.height,
+            data: self
+                .labels
+                .iter()
+                .map(|l| if labels.contains(l) { 1.0 } else { 0.0 })
+                .collect(),
+        }
+    }
+
+    /// HR-VITON's 13-group map of a LIP map.
+    pub fn to_hrviton13(&self) -> Result<ParseMap> {
+        if self.num_labels != 20 {
+            return Err(VtonError::invalid(
+                "parse map",
+                "the 13-group mapping applies to 20-label LIP maps",
+            ));
+        }
+        let mut lut = [0u8; 20];
+        for (g, (_, members)) in HRVITON_GROUPS.iter().enumerate() {
+            for &m in *members {
+                lut[m as usize] = g as u8;
+            }
+        }
+        Ok(ParseMap {
+            width: self.width,
+            height: self.height,
+            labels: self.labels.iter().map(|&l| lut[l as usize]).collect(),
+            num_labels: 13,
+        })
+    }
+
+    /// One-hot `[num_labels, H, W]` planes, row-major.
+    pub fn one_hot(&self) -> Vec<f32> {
+        let n = self.width * self.height;
+        let mut out = vec![0f32; self.num_labels as usize * n];
+        for (p, &l) in self.labels.iter().enumerate() {
+            out[l as usize * n + p] = 1.0;
+        }
+        out
+    }
+}

@@ -1,0 +1,11 @@
+//! Masks: clothing-agnostic regions of a person and garment masks of product photos.
+
+pub mod agnostic;
+pub mod draw;
+pub mod garment;
+pub mod morph;
+
+pub use agnostic::{
+    agnostic_from_keypoints, agnostic_from_parse, agnostic_image, BodyFrame, GarmentCategory,
+};
+pub use garment::{estimate_garment_mask, GarmentMaskOptions};

@@ -1,0 +1,2 @@
+pub mod geometric;
+pub mod landmarks;
