@@ -156,7 +156,7 @@ pub struct GeometricTryOn {
 impl Default for GeometricTryOn {
     fn default() -> Self {
         GeometricTryOn {
-            shoulder_scale: 1.2,
+            shoulder_scale: 1.1,
             shoulder_lift: 0.08,
             tps_lambda: 1e-3,
             garment_mask_options: GarmentMaskOptions::default(),
@@ -327,7 +327,7 @@ impl GeometricTryOn {
         let warped_mask = Mask::from_tensor(warped_m)?;
 
         let (head, hands) = protected_regions(&frame, &inputs.pose, w, h);
-        let mut keep = head.or(&hands);
+        let mut keep = head.or(&hands.and(&person_mask));
         if short_sleeves {
             let mut forearms = Mask::zeros(w, h);
             for (el, wr) in [

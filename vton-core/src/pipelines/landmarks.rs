@@ -4,7 +4,8 @@
 //! the image's left in a front view, as for a person facing the camera.
 //!
 //! * torso edges: among rows between 60 % and 95 % of the garment height, the run of
-//!   mask pixels that contains the centre column and is narrowest (rows where hanging
+//!   mask pixels (gaps under 1/30 of the width bridged, at least 35 % of the garment
+//!   width) that contains the centre column and is narrowest (rows where hanging
 //!   sleeves touch the body are wider, so this finds the body panel);
 //! * shoulder tips: the top of the mask in the two torso-edge columns;
 //! * collar centre: the top of the mask in the centre column;
@@ -44,17 +45,22 @@ pub(crate) fn dist(a: Pt, b: Pt) -> f32 {
     ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()
 }
 
-fn run_containing(mask: &Mask, y: usize, x: usize) -> Option<(usize, usize)> {
-    if !mask.on(x, y) {
-        return None;
+/// The run of mask pixels in row `y` around column `x`, bridging gaps up to `gap` pixels
+/// (seams, shadows or holes inside the garment).
+fn run_containing(mask: &Mask, y: usize, x: usize, gap: usize) -> Option<(usize, usize)> {
+    let near = (x.saturating_sub(gap)..=(x + gap).min(mask.width - 1)).find(|&xx| mask.on(xx, y))?;
+    let (mut l, mut r) = (near, near);
+    loop {
+        match (l.saturating_sub(gap + 1)..l).rev().find(|&xx| mask.on(xx, y)) {
+            Some(xx) => l = xx,
+            None => break,
+        }
     }
-    let mut l = x;
-    while l > 0 && mask.on(l - 1, y) {
-        l -= 1;
-    }
-    let mut r = x;
-    while r + 1 < mask.width && mask.on(r + 1, y) {
-        r += 1;
+    loop {
+        match (r + 1..=(r + gap + 1).min(mask.width - 1)).find(|&xx| mask.on(xx, y)) {
+            Some(xx) => r = xx,
+            None => break,
+        }
     }
     Some((l, r))
 }
@@ -86,9 +92,10 @@ pub fn garment_landmarks(mask: &Mask) -> Result<GarmentLandmarks> {
     let cx = (sx / n as f64).round() as usize;
     let row = |f: f32| y0 + ((gh - 1) as f32 * f).round() as usize;
     let mut torso: Option<(usize, usize)> = None;
+    let gap = (gw / 30).max(2);
     for y in row(0.6)..=row(0.95) {
-        if let Some((l, r)) = run_containing(mask, y, cx) {
-            if torso.is_none_or(|(tl, tr)| r - l < tr - tl) {
+        if let Some((l, r)) = run_containing(mask, y, cx, gap) {
+            if (r - l + 1) * 20 >= gw * 7 && torso.is_none_or(|(tl, tr)| r - l < tr - tl) {
                 torso = Some((l, r));
             }
         }

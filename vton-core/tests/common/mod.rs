@@ -1,0 +1,49 @@
+//! Test helpers: fixture paths, a minimal safetensors reader, tolerance checks.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+pub fn example(rel: &str) -> PathBuf {
+    root().join("examples").join(rel)
+}
+
+/// Reads every f32 tensor of a safetensors file: name -> (shape, values).
+pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).expect("fixture readable");
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out = HashMap::new();
+    for (k, v) in header.as_object().unwrap() {
+        if k == "__metadata__" || v["dtype"] != "F32" {
+            continue;
+        }
+        let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let off: Vec<usize> = v["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let vals = data[off[0]..off[1]].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        out.insert(k.clone(), (shape, vals));
+    }
+    out
+}
+
+/// Asserts `|got - want| <= atol + rtol * |want|` elementwise; returns the worst excess ratio.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0f32);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let r = (g - w).abs() / (atol + rtol * w.abs());
+        if !(r <= worst.1) {
+            worst = (i, r);
+        }
+    }
+    assert!(worst.1 <= 1.0, "{what}: element {} got {} want {} (excess {:.3}x tolerance)", worst.0, got[worst.0], want[worst.0], worst.1);
+}
