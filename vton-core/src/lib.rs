@@ -11,8 +11,8 @@
 //! use vton_core::prelude::*;
 //! # fn main() -> vton_core::Result<()> {
 //! let inputs = TryOnInputs::from_paths(
-//!     "person.png", "person_keypoints.json", Some("person_mask.png"), None,
-//!     "garment.png", None,
+//!     "person.png", "person_keypoints.json", Some("person_mask.png"), None::<&str>,
+//!     "garment.png", None::<&str>,
 //! )?;
 //! let out = GeometricTryOn::default().run(&inputs, &default_device())?;
 //! out.image.save_png("result.png")?;

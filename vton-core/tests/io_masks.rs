@@ -2,8 +2,14 @@
 
 mod common;
 use common::*;
-use vton_core::io::{pose::parse_people, pose::select_person, read_image, read_keypoints, read_mask, Joint, Mask, ParseMap, PersonSelection, Pose, RgbImage, ValueRange};
-use vton_core::masks::{agnostic_from_keypoints, agnostic_from_parse, estimate_garment_mask, GarmentCategory, GarmentMaskOptions};
+use vton_core::io::{
+    pose::parse_people, pose::select_person, read_image, read_keypoints, read_mask, Joint, Mask,
+    ParseMap, PersonSelection, Pose, RgbImage, ValueRange,
+};
+use vton_core::masks::{
+    agnostic_from_keypoints, agnostic_from_parse, estimate_garment_mask, GarmentCategory,
+    GarmentMaskOptions,
+};
 use vton_core::{default_device, VtonError};
 
 const GARMENTS: [&str; 6] = ["jacket1", "jacket2", "shirt1", "shirt2", "shirt3", "shirt4"];
@@ -21,38 +27,77 @@ fn image_tensor_round_trip_and_ranges() {
     assert!((v[0] - (img.data[0] * 2.0 - 1.0)).abs() < 1e-6);
     assert!((v[512 * 512] - (img.data[1] * 2.0 - 1.0)).abs() < 1e-6);
     let back = RgbImage::from_tensor(t, ValueRange::MinusOneOne).unwrap();
-    assert!(back.data.iter().zip(&img.data).all(|(a, b)| (a - b).abs() < 1e-6));
+    assert!(back
+        .data
+        .iter()
+        .zip(&img.data)
+        .all(|(a, b)| (a - b).abs() < 1e-6));
     let dir = std::env::temp_dir().join(format!("vton-io-{}", std::process::id()));
     let p = dir.join("a.png");
     img.save_png(&p).unwrap();
     assert_eq!(read_image(&p).unwrap().to_rgb8(), img.to_rgb8());
     let jpg = dir.join("a.jpg");
-    image::save_buffer(&jpg, &img.to_rgb8(), 512, 512, image::ExtendedColorType::Rgb8).unwrap();
+    image::save_buffer(
+        &jpg,
+        &img.to_rgb8(),
+        512,
+        512,
+        image::ExtendedColorType::Rgb8,
+    )
+    .unwrap();
     let j = read_image(&jpg).unwrap();
-    let mae: f32 = j.data.iter().zip(&img.data).map(|(a, b)| (a - b).abs()).sum::<f32>() / j.data.len() as f32;
+    let mae: f32 = j
+        .data
+        .iter()
+        .zip(&img.data)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / j.data.len() as f32;
     assert!(mae < 0.02, "JPEG round trip mean error {mae}");
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn image_errors_are_typed() {
-    assert!(matches!(read_image("/nonexistent/x.png"), Err(VtonError::FileNotFound { .. })));
-    assert!(matches!(read_image(fixture("cpvton_tps.json")), Err(VtonError::Image { .. })));
-    assert!(matches!(RgbImage::from_rgb8(4, 4, &[0; 47]), Err(VtonError::SizeMismatch { .. })));
+    assert!(matches!(
+        read_image("/nonexistent/x.png"),
+        Err(VtonError::FileNotFound { .. })
+    ));
+    assert!(matches!(
+        read_image(fixture("cpvton_tps.json")),
+        Err(VtonError::Image { .. })
+    ));
+    assert!(matches!(
+        RgbImage::from_rgb8(4, 4, &[0; 47]),
+        Err(VtonError::SizeMismatch { .. })
+    ));
     assert!(Mask::from_f32(2, 1, vec![0.0, f32::NAN]).is_err());
 }
 
 #[test]
 fn openpose_body25_coco18_and_multiple_people() {
-    let pose = read_keypoints(example("person/skimage_astronaut_keypoints.json"), PersonSelection::Largest).unwrap();
+    let pose = read_keypoints(
+        example("person/skimage_astronaut_keypoints.json"),
+        PersonSelection::Largest,
+    )
+    .unwrap();
     assert_eq!(pose.keypoints.len(), 25);
     let (x, y) = pose.get(Joint::RShoulder).unwrap();
     assert!((x - 112.66).abs() < 1e-3 && (y - 239.95).abs() < 1e-3);
-    assert!(pose.get(Joint::LWrist).is_none(), "confidence-0 points are missing");
+    assert!(
+        pose.get(Joint::LWrist).is_none(),
+        "confidence-0 points are missing"
+    );
     assert!(pose.get(Joint::RWrist).is_some());
     // COCO-18: RHip is index 8 there, 9 in BODY_25; MidHip is synthesised.
     let mut coco = vec![0f32; 54];
-    for (i, (x, y)) in [(1, (50.0, 20.0)), (2, (40.0, 20.0)), (5, (60.0, 20.0)), (8, (44.0, 60.0)), (11, (56.0, 60.0))] {
+    for (i, (x, y)) in [
+        (1, (50.0, 20.0)),
+        (2, (40.0, 20.0)),
+        (5, (60.0, 20.0)),
+        (8, (44.0, 60.0)),
+        (11, (56.0, 60.0)),
+    ] {
         coco[i * 3] = x;
         coco[i * 3 + 1] = y;
         coco[i * 3 + 2] = 0.9;
@@ -63,16 +108,39 @@ fn openpose_body25_coco18_and_multiple_people() {
     assert_eq!(p.get(Joint::MidHip), Some((50.0, 60.0)));
     assert!(Pose::from_flat(&[0.0; 30]).is_err());
     // Two people: the larger one is chosen by default, an index picks explicitly.
-    let small: Vec<String> = (0..25).map(|i| format!("{},{},0.9", 10 + i % 3, 10 + i % 2)).collect();
-    let big: Vec<String> = (0..25).map(|i| format!("{},{},0.9", 100 + 10 * (i % 5), 100 + 20 * (i % 4))).collect();
-    let doc = format!(r#"{{"people":[{{"pose_keypoints_2d":[{}]}},{{"pose_keypoints_2d":[{}]}}]}}"#, small.join(","), big.join(","));
+    let small: Vec<String> = (0..25)
+        .map(|i| format!("{},{},0.9", 10 + i % 3, 10 + i % 2))
+        .collect();
+    let big: Vec<String> = (0..25)
+        .map(|i| format!("{},{},0.9", 100 + 10 * (i % 5), 100 + 20 * (i % 4)))
+        .collect();
+    let doc = format!(
+        r#"{{"people":[{{"pose_keypoints_2d":[{}]}},{{"pose_keypoints_2d":[{}]}}]}}"#,
+        small.join(","),
+        big.join(",")
+    );
     let people = parse_people(&doc, "doc").unwrap();
     let chosen = select_person(people.clone(), PersonSelection::Largest, "doc").unwrap();
     assert_eq!(chosen.keypoints[0].x, 100.0);
-    assert_eq!(select_person(people.clone(), PersonSelection::Index(0), "doc").unwrap().keypoints[0].x, 10.0);
-    assert!(matches!(select_person(people, PersonSelection::Index(5), "doc"), Err(VtonError::NoPerson { available: 2, .. })));
-    assert!(matches!(parse_people("{\"people\": 3}", "doc"), Err(VtonError::Json { .. })));
-    assert!(matches!(select_person(vec![], PersonSelection::Largest, "doc"), Err(VtonError::NoPerson { .. })));
+    assert_eq!(
+        select_person(people.clone(), PersonSelection::Index(0), "doc")
+            .unwrap()
+            .keypoints[0]
+            .x,
+        10.0
+    );
+    assert!(matches!(
+        select_person(people, PersonSelection::Index(5), "doc"),
+        Err(VtonError::NoPerson { available: 2, .. })
+    ));
+    assert!(matches!(
+        parse_people("{\"people\": 3}", "doc"),
+        Err(VtonError::Json { .. })
+    ));
+    assert!(matches!(
+        select_person(vec![], PersonSelection::Largest, "doc"),
+        Err(VtonError::NoPerson { .. })
+    ));
 }
 
 fn write_palette_png(path: &std::path::Path, w: u32, h: u32, labels: &[u8]) {
@@ -80,7 +148,17 @@ fn write_palette_png(path: &std::path::Path, w: u32, h: u32, labels: &[u8]) {
     let mut enc = png::Encoder::new(std::io::BufWriter::new(f), w, h);
     enc.set_color(png::ColorType::Indexed);
     enc.set_depth(png::BitDepth::Eight);
-    enc.set_palette((0..256u32).flat_map(|i| [(i * 37 % 256) as u8, (i * 91 % 256) as u8, (i * 13 % 256) as u8]).collect::<Vec<u8>>());
+    enc.set_palette(
+        (0..256u32)
+            .flat_map(|i| {
+                [
+                    (i * 37 % 256) as u8,
+                    (i * 91 % 256) as u8,
+                    (i * 13 % 256) as u8,
+                ]
+            })
+            .collect::<Vec<u8>>(),
+    );
     let mut wr = enc.write_header().unwrap();
     wr.write_image_data(labels).unwrap();
 }
@@ -92,14 +170,26 @@ fn synthetic_parse(w: usize, h: usize, pose: &Pose) -> Vec<u8> {
     (0..w * h)
         .map(|i| {
             let (x, y) = ((i % w) as f32, (i / w) as f32);
-            if (x - nx).powi(2) + (y - ny).powi(2) < 400.0 { 13 } else if y > hy { 9 } else if (x - hx).abs() < 60.0 && y > ny + 30.0 { 5 } else { 0 }
+            if (x - nx).powi(2) + (y - ny).powi(2) < 400.0 {
+                13
+            } else if y > hy {
+                9
+            } else if (x - hx).abs() < 60.0 && y > ny + 30.0 {
+                5
+            } else {
+                0
+            }
         })
         .collect()
 }
 
 #[test]
 fn parse_map_palette_png_and_hrviton_groups() {
-    let pose = read_keypoints(example("person/openvto_ai_avatar1_upper_keypoints.json"), PersonSelection::Largest).unwrap();
+    let pose = read_keypoints(
+        example("person/openvto_ai_avatar1_upper_keypoints.json"),
+        PersonSelection::Largest,
+    )
+    .unwrap();
     let (w, h) = (384, 512);
     let labels = synthetic_parse(w, h, &pose);
     let dir = std::env::temp_dir().join(format!("vton-parse-{}", std::process::id()));
@@ -112,7 +202,13 @@ fn parse_map_palette_png_and_hrviton_groups() {
     let at = |i: usize| (parse.labels[i], g.labels[i]);
     for i in (0..w * h).step_by(997) {
         let (l, gl) = at(i);
-        let expect = match l { 0 => 0, 13 => 2, 5 => 3, 9 => 4, _ => unreachable!() };
+        let expect = match l {
+            0 => 0,
+            13 => 2,
+            5 => 3,
+            9 => 4,
+            _ => unreachable!(),
+        };
         assert_eq!(gl, expect);
     }
     assert_eq!(g.one_hot().len(), 13 * w * h);
@@ -128,30 +224,58 @@ fn parse_map_palette_png_and_hrviton_groups() {
     let (sx, sy) = pose.get(Joint::Neck).unwrap();
     assert!(!m.on(nx as usize, ny as usize), "face is kept");
     assert!(!m.on(hx as usize, hy as usize + 20), "pants are kept");
-    assert!(m.on(hx as usize, ((sy + hy) / 2.0) as usize), "torso is masked");
+    assert!(
+        m.on(hx as usize, ((sy + hy) / 2.0) as usize),
+        "torso is masked"
+    );
     assert!(m.on(sx as usize, sy as usize), "neck base is masked");
-    assert!(matches!(agnostic_from_parse(&parse, &pose, GarmentCategory::Dress), Err(VtonError::Unsupported { .. })));
+    assert!(matches!(
+        agnostic_from_parse(&parse, &pose, GarmentCategory::Dress),
+        Err(VtonError::Unsupported { .. })
+    ));
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn keypoint_agnostic_covers_torso_keeps_head() {
-    for name in ["openvto_ai_avatar1_upper", "skimage_astronaut", "mpl_grace_hopper", "openvto_real1_selfie"] {
-        let pose = read_keypoints(example(&format!("person/{name}_keypoints.json")), PersonSelection::Largest).unwrap();
+    for name in [
+        "openvto_ai_avatar1_upper",
+        "skimage_astronaut",
+        "mpl_grace_hopper",
+        "openvto_real1_selfie",
+    ] {
+        let pose = read_keypoints(
+            example(&format!("person/{name}_keypoints.json")),
+            PersonSelection::Largest,
+        )
+        .unwrap();
         let pm = read_mask(example(&format!("person/{name}_mask.png"))).unwrap();
         let m = agnostic_from_keypoints(&pose, &pm, GarmentCategory::UpperBody).unwrap();
         let (nx, ny) = pose.get(Joint::Nose).unwrap();
         assert!(!m.on(nx as usize, ny as usize), "{name}: nose not masked");
         let (rx, ry) = pose.get(Joint::RShoulder).unwrap();
         let (lx, ly) = pose.get(Joint::LShoulder).unwrap();
-        let c = (((rx + lx) / 2.0) as usize, ((ry + ly) / 2.0 + 0.4 * (lx - rx)).min(pm.height as f32 - 1.0) as usize);
+        let c = (
+            ((rx + lx) / 2.0) as usize,
+            ((ry + ly) / 2.0 + 0.4 * (lx - rx)).min(pm.height as f32 - 1.0) as usize,
+        );
         assert!(m.on(c.0, c.1), "{name}: chest masked");
         assert_eq!(m.and(&pm.binarized().minus(&pm.binarized())).count(), 0);
-        assert!(m.minus(&pm.binarized()).count() == 0, "{name}: inside the person mask");
+        assert!(
+            m.minus(&pm.binarized()).count() == 0,
+            "{name}: inside the person mask"
+        );
     }
-    let pose = read_keypoints(example("person/skimage_astronaut_keypoints.json"), PersonSelection::Largest).unwrap();
+    let pose = read_keypoints(
+        example("person/skimage_astronaut_keypoints.json"),
+        PersonSelection::Largest,
+    )
+    .unwrap();
     let empty = Mask::zeros(512, 512);
-    assert!(matches!(agnostic_from_keypoints(&pose, &empty, GarmentCategory::UpperBody), Err(VtonError::EmptyMask { .. })));
+    assert!(matches!(
+        agnostic_from_keypoints(&pose, &empty, GarmentCategory::UpperBody),
+        Err(VtonError::EmptyMask { .. })
+    ));
     let mut no_shoulder = pose.clone();
     no_shoulder.keypoints[Joint::LShoulder as usize].confidence = 0.0;
     let pm = read_mask(example("person/skimage_astronaut_mask.png")).unwrap();
@@ -159,7 +283,10 @@ fn keypoint_agnostic_covers_torso_keeps_head() {
         Err(VtonError::MissingKeypoints { missing, .. }) => assert!(missing.contains("LShoulder")),
         other => panic!("expected MissingKeypoints, got {other:?}"),
     }
-    assert!(matches!(agnostic_from_keypoints(&pose, &pm, GarmentCategory::LowerBody), Err(VtonError::Unsupported { .. })));
+    assert!(matches!(
+        agnostic_from_keypoints(&pose, &pm, GarmentCategory::LowerBody),
+        Err(VtonError::Unsupported { .. })
+    ));
 }
 
 #[test]
@@ -176,5 +303,8 @@ fn garment_mask_estimation_iou_on_corpus() {
     }
     println!("garment mask IoU vs given masks: {}", report.join(", "));
     let flat = RgbImage::filled(64, 64, [0.9, 0.9, 0.9]);
-    assert!(matches!(estimate_garment_mask(&flat, &GarmentMaskOptions::default()), Err(VtonError::EmptyMask { .. })));
+    assert!(matches!(
+        estimate_garment_mask(&flat, &GarmentMaskOptions::default()),
+        Err(VtonError::EmptyMask { .. })
+    ));
 }

@@ -1,1 +1,278 @@
+//! Python bindings of vton: the native module `vton._vton`, re-exported by `python/vton`.
+//!
+//! Conversions from PIL images and paths happen in Python; this layer takes float32
+//! numpy arrays, validates them once, releases the GIL for compute, and maps every
+//! `VtonError` to the exception hierarchy of `vton.errors` in one place ([`to_py_err`]).
 
+use numpy::ndarray::{Array, Array2, Array3, IxDyn};
+use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use vton_core::io::{image::tensor_to_vec, Mask, ParseMap, PersonSelection, Pose, RgbImage};
+use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
+use vton_core::warp::{grid_sample as core_grid_sample, GridSampleOptions, TpsGridGen as CoreTps};
+use vton_core::{default_device, VtonError};
+
+use vton_core::burn::tensor::{Tensor, TensorData};
+
+/// Maps a core error to `vton.errors.*` (the one mapping place).
+fn to_py_err(e: VtonError) -> PyErr {
+    let class = match &e {
+        VtonError::FileNotFound { .. } => "VtonFileNotFoundError",
+        VtonError::Io { .. } => "VtonIOError",
+        VtonError::Unsupported { .. } => "UnsupportedError",
+        VtonError::Numerical { .. } | VtonError::Backend { .. } => "VtonRuntimeError",
+        _ => "InvalidInputError",
+    };
+    let msg = e.to_string();
+    Python::attach(
+        |py| match py.import("vton.errors").and_then(|m| m.getattr(class)) {
+            Ok(cls) => match cls.call1((msg.clone(),)) {
+                Ok(inst) => PyErr::from_value(inst),
+                Err(err) => err,
+            },
+            Err(err) => err,
+        },
+    )
+}
+
+fn bad(msg: String) -> PyErr {
+    to_py_err(VtonError::InvalidArgument {
+        name: "argument".into(),
+        message: msg,
+    })
+}
+
+fn shape_of(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<usize> {
+    a.shape().to_vec()
+}
+
+fn to_vec(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<f32> {
+    a.as_array().iter().copied().collect()
+}
+
+fn image_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<RgbImage> {
+    let s = shape_of(a);
+    if s.len() != 3 || s[2] != 3 {
+        return Err(bad(format!(
+            "{name} must be an (H, W, 3) RGB array, got shape {s:?}"
+        )));
+    }
+    RgbImage::from_f32(s[1], s[0], to_vec(a)).map_err(to_py_err)
+}
+
+fn mask_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Mask> {
+    let s = shape_of(a);
+    if s.len() != 2 {
+        return Err(bad(format!(
+            "{name} must be an (H, W) array, got shape {s:?}"
+        )));
+    }
+    Mask::from_f32(s[1], s[0], to_vec(a)).map_err(to_py_err)
+}
+
+fn image_to_py<'py>(py: Python<'py>, img: RgbImage) -> PyResult<Bound<'py, PyAny>> {
+    let arr = Array3::from_shape_vec((img.height, img.width, 3), img.data)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(arr.into_pyarray(py).into_any())
+}
+
+fn mask_to_py<'py>(py: Python<'py>, m: Mask) -> PyResult<Bound<'py, PyAny>> {
+    let arr =
+        Array2::from_shape_vec((m.height, m.width), m.data).map_err(|e| bad(e.to_string()))?;
+    Ok(arr.into_pyarray(py).into_any())
+}
+
+/// Reads an OpenPose JSON file; returns the chosen person's (25, 3) BODY_25 array.
+#[pyfunction]
+#[pyo3(signature = (path, person=None))]
+fn read_keypoints<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    person: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let sel = person
+        .map(PersonSelection::Index)
+        .unwrap_or(PersonSelection::Largest);
+    let pose = py
+        .detach(|| vton_core::io::read_keypoints(&path, sel))
+        .map_err(to_py_err)?;
+    let arr = Array2::from_shape_vec((25, 3), pose.to_flat()).map_err(|e| bad(e.to_string()))?;
+    Ok(arr.into_pyarray(py).into_any())
+}
+
+/// Geometric try-on on float32 arrays in [0, 1]; returns a dict of arrays.
+#[pyfunction]
+#[pyo3(signature = (person, garment, keypoints, person_mask=None, garment_mask=None, parse=None))]
+fn _try_on<'py>(
+    py: Python<'py>,
+    person: PyReadonlyArrayDyn<'py, f32>,
+    garment: PyReadonlyArrayDyn<'py, f32>,
+    keypoints: PyReadonlyArrayDyn<'py, f32>,
+    person_mask: Option<PyReadonlyArrayDyn<'py, f32>>,
+    garment_mask: Option<PyReadonlyArrayDyn<'py, f32>>,
+    parse: Option<PyReadonlyArrayDyn<'py, f32>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let ks = shape_of(&keypoints);
+    if ks.len() != 2 || ks[1] != 3 {
+        return Err(bad(format!(
+            "keypoints must be a (25, 3) or (18, 3) array, got shape {ks:?}"
+        )));
+    }
+    let pose = Pose::from_flat(&to_vec(&keypoints)).map_err(to_py_err)?;
+    let parse = match parse {
+        Some(p) => {
+            let s = shape_of(&p);
+            if s.len() != 2 {
+                return Err(bad(format!(
+                    "parse must be an (H, W) label array, got shape {s:?}"
+                )));
+            }
+            let labels: Option<Vec<u8>> = p
+                .as_array()
+                .iter()
+                .map(|&v| (v >= 0.0 && v < 256.0 && v.fract() == 0.0).then_some(v as u8))
+                .collect();
+            let labels =
+                labels.ok_or_else(|| bad("parse labels must be integers in 0..20".into()))?;
+            Some(ParseMap::new(s[1], s[0], labels, 20).map_err(to_py_err)?)
+        }
+        None => None,
+    };
+    let inputs = TryOnInputs {
+        person: image_from("person", &person)?,
+        pose,
+        person_mask: person_mask
+            .as_ref()
+            .map(|m| mask_from("person_mask", m))
+            .transpose()?,
+        parse,
+        garment: image_from("garment", &garment)?,
+        garment_mask: garment_mask
+            .as_ref()
+            .map(|m| mask_from("garment_mask", m))
+            .transpose()?,
+        category: Default::default(),
+    };
+    let out = py
+        .detach(|| GeometricTryOn::default().run(&inputs, &default_device()))
+        .map_err(to_py_err)?;
+    let d = PyDict::new(py);
+    d.set_item("image", image_to_py(py, out.image)?)?;
+    d.set_item("agnostic_mask", mask_to_py(py, out.agnostic_mask)?)?;
+    d.set_item("agnostic_image", image_to_py(py, out.agnostic_image)?)?;
+    d.set_item("warped_garment", image_to_py(py, out.warped_garment)?)?;
+    d.set_item("warped_mask", mask_to_py(py, out.warped_mask)?)?;
+    d.set_item("garment_mask", mask_to_py(py, out.garment_mask)?)?;
+    Ok(d)
+}
+
+fn tensor4(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<4>> {
+    let s = shape_of(a);
+    if s.len() != 4 {
+        return Err(bad(format!("{name} must be 4-D, got shape {s:?}")));
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(to_vec(a), [s[0], s[1], s[2], s[3]]),
+        &default_device(),
+    ))
+}
+
+fn dyn_out<'py>(
+    py: Python<'py>,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let arr = Array::from_shape_vec(IxDyn(&shape), data).map_err(|e| bad(e.to_string()))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// `torch.nn.functional.grid_sample` on NCHW float32 arrays.
+#[pyfunction]
+#[pyo3(signature = (input, grid, mode="bilinear", padding_mode="zeros", align_corners=false))]
+fn grid_sample<'py>(
+    py: Python<'py>,
+    input: PyReadonlyArrayDyn<'py, f32>,
+    grid: PyReadonlyArrayDyn<'py, f32>,
+    mode: &str,
+    padding_mode: &str,
+    align_corners: bool,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let opts =
+        GridSampleOptions::from_names(mode, padding_mode, align_corners).map_err(to_py_err)?;
+    let (x, g) = (tensor4("input", &input)?, tensor4("grid", &grid)?);
+    let (shape, data) = py
+        .detach(|| -> vton_core::Result<(Vec<usize>, Vec<f32>)> {
+            let out = core_grid_sample(x, g, opts)?;
+            let shape = out.dims().to_vec();
+            Ok((shape, tensor_to_vec(out)?))
+        })
+        .map_err(to_py_err)?;
+    dyn_out(py, shape, data)
+}
+
+/// CP-VTON's TPS grid generator: `TpsGridGen(height, width, grid_size=5)(theta)`.
+#[pyclass(name = "TpsGridGen", module = "vton", frozen)]
+struct TpsGridGen {
+    inner: CoreTps,
+}
+
+#[pymethods]
+impl TpsGridGen {
+    #[new]
+    #[pyo3(signature = (height, width, grid_size=5))]
+    fn new(height: usize, width: usize, grid_size: usize) -> PyResult<Self> {
+        Ok(TpsGridGen {
+            inner: CoreTps::new(height, width, grid_size, &default_device()).map_err(to_py_err)?,
+        })
+    }
+
+    #[getter]
+    fn grid_size(&self) -> usize {
+        self.inner.grid_size
+    }
+
+    /// `theta` (N, 2 * grid_size**2) -> grid (N, height, width, 2).
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        theta: PyReadonlyArrayDyn<'py, f32>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let s = shape_of(&theta);
+        if s.len() != 2 {
+            return Err(bad(format!(
+                "theta must be (N, {}), got shape {s:?}",
+                2 * self.inner.num_points()
+            )));
+        }
+        let t = Tensor::<2>::from_data(
+            TensorData::new(to_vec(&theta), [s[0], s[1]]),
+            &default_device(),
+        );
+        let (shape, data) = py
+            .detach(|| -> vton_core::Result<(Vec<usize>, Vec<f32>)> {
+                let g = self.inner.forward(t)?;
+                let shape = g.dims().to_vec();
+                Ok((shape, tensor_to_vec(g)?))
+            })
+            .map_err(to_py_err)?;
+        dyn_out(py, shape, data)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TpsGridGen(height={}, width={}, grid_size={})",
+            self.inner.out_h, self.inner.out_w, self.inner.grid_size
+        )
+    }
+}
+
+#[pymodule]
+fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_keypoints, m)?)?;
+    m.add_function(wrap_pyfunction!(_try_on, m)?)?;
+    m.add_function(wrap_pyfunction!(grid_sample, m)?)?;
+    m.add_class::<TpsGridGen>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

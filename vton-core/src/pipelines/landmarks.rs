@@ -48,10 +48,14 @@ pub(crate) fn dist(a: Pt, b: Pt) -> f32 {
 /// The run of mask pixels in row `y` around column `x`, bridging gaps up to `gap` pixels
 /// (seams, shadows or holes inside the garment).
 fn run_containing(mask: &Mask, y: usize, x: usize, gap: usize) -> Option<(usize, usize)> {
-    let near = (x.saturating_sub(gap)..=(x + gap).min(mask.width - 1)).find(|&xx| mask.on(xx, y))?;
+    let near =
+        (x.saturating_sub(gap)..=(x + gap).min(mask.width - 1)).find(|&xx| mask.on(xx, y))?;
     let (mut l, mut r) = (near, near);
     loop {
-        match (l.saturating_sub(gap + 1)..l).rev().find(|&xx| mask.on(xx, y)) {
+        match (l.saturating_sub(gap + 1)..l)
+            .rev()
+            .find(|&xx| mask.on(xx, y))
+        {
             Some(xx) => l = xx,
             None => break,
         }

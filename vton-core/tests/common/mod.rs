@@ -27,9 +27,22 @@ pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>
         if k == "__metadata__" || v["dtype"] != "F32" {
             continue;
         }
-        let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-        let off: Vec<usize> = v["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-        let vals = data[off[0]..off[1]].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let shape: Vec<usize> = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let off: Vec<usize> = v["data_offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let vals = data[off[0]..off[1]]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         out.insert(k.clone(), (shape, vals));
     }
     out
@@ -45,5 +58,12 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
             worst = (i, r);
         }
     }
-    assert!(worst.1 <= 1.0, "{what}: element {} got {} want {} (excess {:.3}x tolerance)", worst.0, got[worst.0], want[worst.0], worst.1);
+    assert!(
+        worst.1 <= 1.0,
+        "{what}: element {} got {} want {} (excess {:.3}x tolerance)",
+        worst.0,
+        got[worst.0],
+        want[worst.0],
+        worst.1
+    );
 }
