@@ -37,7 +37,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
 fi
 # Leak check: definite leaks fail; the "possibly lost" blocks of burn's global device
 # registry and rayon's thread pool (alive until exit by design) are not errors.
-valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
+valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
   ./target/ctest/test_tryon examples target/ctest
 
 echo "== Python: wheel into a fresh virtual environment, pytest"

@@ -49,12 +49,16 @@ fn status_of(e: &VtonError) -> vton_status {
     match e {
         VtonError::FileNotFound { .. } => VTON_STATUS_FILE_NOT_FOUND,
         VtonError::Io { .. } => VTON_STATUS_IO,
-        VtonError::MissingKeypoints { .. } | VtonError::NoPerson { .. } => VTON_STATUS_MISSING_KEYPOINTS,
+        VtonError::MissingKeypoints { .. } | VtonError::NoPerson { .. } => {
+            VTON_STATUS_MISSING_KEYPOINTS
+        }
         VtonError::SizeMismatch { .. } | VtonError::Shape { .. } => VTON_STATUS_SIZE_MISMATCH,
         VtonError::EmptyMask { .. } => VTON_STATUS_EMPTY_MASK,
         VtonError::Unsupported { .. } => VTON_STATUS_UNSUPPORTED,
         VtonError::Numerical { .. } => VTON_STATUS_NUMERICAL,
-        VtonError::InvalidArgument { .. } | VtonError::Image { .. } | VtonError::Json { .. } => VTON_STATUS_INVALID_ARGUMENT,
+        VtonError::InvalidArgument { .. } | VtonError::Image { .. } | VtonError::Json { .. } => {
+            VTON_STATUS_INVALID_ARGUMENT
+        }
         _ => VTON_STATUS_OTHER,
     }
 }
@@ -89,7 +93,10 @@ unsafe fn path_arg(p: *const c_char, name: &str) -> Result<String, (vton_status,
     if p.is_null() {
         return Err(null(name));
     }
-    CStr::from_ptr(p).to_str().map(str::to_owned).map_err(|_| (VTON_STATUS_INVALID_ARGUMENT, format!("{name} is not UTF-8")))
+    CStr::from_ptr(p)
+        .to_str()
+        .map(str::to_owned)
+        .map_err(|_| (VTON_STATUS_INVALID_ARGUMENT, format!("{name} is not UTF-8")))
 }
 
 /// The message of the last failed call on this thread ("" after a success). Valid until
@@ -133,7 +140,13 @@ pub unsafe extern "C" fn vton_inputs_new(out: *mut *mut vton_inputs) -> vton_sta
         if out.is_null() {
             return Err(null("out"));
         }
-        *out = Box::into_raw(Box::new(vton_inputs { person: None, pose: None, person_mask: None, garment: None, garment_mask: None }));
+        *out = Box::into_raw(Box::new(vton_inputs {
+            person: None,
+            pose: None,
+            person_mask: None,
+            garment: None,
+            garment_mask: None,
+        }));
         Ok(())
     })
 }
@@ -146,29 +159,63 @@ pub unsafe extern "C" fn vton_inputs_free(inputs: *mut vton_inputs) {
     }
 }
 
-unsafe fn rgb_arg(rgb: *const u8, width: u32, height: u32, name: &str) -> Result<RgbImage, (vton_status, String)> {
+unsafe fn rgb_arg(
+    rgb: *const u8,
+    width: u32,
+    height: u32,
+    name: &str,
+) -> Result<RgbImage, (vton_status, String)> {
     if rgb.is_null() {
         return Err(null(name));
     }
-    let n = (width as usize).checked_mul(height as usize).and_then(|n| n.checked_mul(3)).ok_or((VTON_STATUS_INVALID_ARGUMENT, format!("{name}: size overflows")))?;
-    core(RgbImage::from_rgb8(width as usize, height as usize, std::slice::from_raw_parts(rgb, n)))
+    let n = (width as usize)
+        .checked_mul(height as usize)
+        .and_then(|n| n.checked_mul(3))
+        .ok_or((
+            VTON_STATUS_INVALID_ARGUMENT,
+            format!("{name}: size overflows"),
+        ))?;
+    core(RgbImage::from_rgb8(
+        width as usize,
+        height as usize,
+        std::slice::from_raw_parts(rgb, n),
+    ))
 }
 
-unsafe fn grey_arg(grey: *const u8, width: u32, height: u32, name: &str) -> Result<Mask, (vton_status, String)> {
+unsafe fn grey_arg(
+    grey: *const u8,
+    width: u32,
+    height: u32,
+    name: &str,
+) -> Result<Mask, (vton_status, String)> {
     if grey.is_null() {
         return Err(null(name));
     }
-    let n = (width as usize).checked_mul(height as usize).ok_or((VTON_STATUS_INVALID_ARGUMENT, format!("{name}: size overflows")))?;
-    core(Mask::from_u8(width as usize, height as usize, std::slice::from_raw_parts(grey, n)))
+    let n = (width as usize).checked_mul(height as usize).ok_or((
+        VTON_STATUS_INVALID_ARGUMENT,
+        format!("{name}: size overflows"),
+    ))?;
+    core(Mask::from_u8(
+        width as usize,
+        height as usize,
+        std::slice::from_raw_parts(grey, n),
+    ))
 }
 
-unsafe fn inputs_mut<'a>(inputs: *mut vton_inputs) -> Result<&'a mut vton_inputs, (vton_status, String)> {
+unsafe fn inputs_mut<'a>(
+    inputs: *mut vton_inputs,
+) -> Result<&'a mut vton_inputs, (vton_status, String)> {
     inputs.as_mut().ok_or_else(|| null("inputs"))
 }
 
 /// Sets the person photo from interleaved 8-bit RGB (`width * height * 3` bytes, rows top to bottom).
 #[no_mangle]
-pub unsafe extern "C" fn vton_inputs_set_person_rgb(inputs: *mut vton_inputs, rgb: *const u8, width: u32, height: u32) -> vton_status {
+pub unsafe extern "C" fn vton_inputs_set_person_rgb(
+    inputs: *mut vton_inputs,
+    rgb: *const u8,
+    width: u32,
+    height: u32,
+) -> vton_status {
     guard(|| {
         let img = rgb_arg(rgb, width, height, "rgb")?;
         inputs_mut(inputs)?.person = Some(img);
@@ -178,7 +225,12 @@ pub unsafe extern "C" fn vton_inputs_set_person_rgb(inputs: *mut vton_inputs, rg
 
 /// Sets the garment photo from interleaved 8-bit RGB.
 #[no_mangle]
-pub unsafe extern "C" fn vton_inputs_set_garment_rgb(inputs: *mut vton_inputs, rgb: *const u8, width: u32, height: u32) -> vton_status {
+pub unsafe extern "C" fn vton_inputs_set_garment_rgb(
+    inputs: *mut vton_inputs,
+    rgb: *const u8,
+    width: u32,
+    height: u32,
+) -> vton_status {
     guard(|| {
         let img = rgb_arg(rgb, width, height, "rgb")?;
         inputs_mut(inputs)?.garment = Some(img);
@@ -188,7 +240,12 @@ pub unsafe extern "C" fn vton_inputs_set_garment_rgb(inputs: *mut vton_inputs, r
 
 /// Sets the person mask from 8-bit grey (`width * height` bytes, >= 128 = person).
 #[no_mangle]
-pub unsafe extern "C" fn vton_inputs_set_person_mask(inputs: *mut vton_inputs, grey: *const u8, width: u32, height: u32) -> vton_status {
+pub unsafe extern "C" fn vton_inputs_set_person_mask(
+    inputs: *mut vton_inputs,
+    grey: *const u8,
+    width: u32,
+    height: u32,
+) -> vton_status {
     guard(|| {
         let m = grey_arg(grey, width, height, "grey")?;
         inputs_mut(inputs)?.person_mask = Some(m);
@@ -198,7 +255,12 @@ pub unsafe extern "C" fn vton_inputs_set_person_mask(inputs: *mut vton_inputs, g
 
 /// Sets the garment mask from 8-bit grey (optional: estimated from the photo otherwise).
 #[no_mangle]
-pub unsafe extern "C" fn vton_inputs_set_garment_mask(inputs: *mut vton_inputs, grey: *const u8, width: u32, height: u32) -> vton_status {
+pub unsafe extern "C" fn vton_inputs_set_garment_mask(
+    inputs: *mut vton_inputs,
+    grey: *const u8,
+    width: u32,
+    height: u32,
+) -> vton_status {
     guard(|| {
         let m = grey_arg(grey, width, height, "grey")?;
         inputs_mut(inputs)?.garment_mask = Some(m);
@@ -208,7 +270,11 @@ pub unsafe extern "C" fn vton_inputs_set_garment_mask(inputs: *mut vton_inputs, 
 
 /// Sets the keypoints from `count` (x, y, confidence) triples: 25 (BODY_25) or 18 (COCO-18).
 #[no_mangle]
-pub unsafe extern "C" fn vton_inputs_set_keypoints(inputs: *mut vton_inputs, xyc: *const f32, count: u32) -> vton_status {
+pub unsafe extern "C" fn vton_inputs_set_keypoints(
+    inputs: *mut vton_inputs,
+    xyc: *const f32,
+    count: u32,
+) -> vton_status {
     guard(|| {
         if xyc.is_null() {
             return Err(null("xyc"));
@@ -222,7 +288,10 @@ pub unsafe extern "C" fn vton_inputs_set_keypoints(inputs: *mut vton_inputs, xyc
 
 /// Reads the keypoints from an OpenPose JSON file (the largest person when several).
 #[no_mangle]
-pub unsafe extern "C" fn vton_inputs_read_keypoints(inputs: *mut vton_inputs, path: *const c_char) -> vton_status {
+pub unsafe extern "C" fn vton_inputs_read_keypoints(
+    inputs: *mut vton_inputs,
+    path: *const c_char,
+) -> vton_status {
     guard(|| {
         let p = path_arg(path, "path")?;
         let pose = core(vton_core::io::read_keypoints(p, PersonSelection::Largest))?;
@@ -233,13 +302,21 @@ pub unsafe extern "C" fn vton_inputs_read_keypoints(inputs: *mut vton_inputs, pa
 
 /// Runs the geometric try-on. On success `*out` is a new result (free with `vton_result_free`).
 #[no_mangle]
-pub unsafe extern "C" fn vton_try_on_geometric(inputs: *const vton_inputs, out: *mut *mut vton_result) -> vton_status {
+pub unsafe extern "C" fn vton_try_on_geometric(
+    inputs: *const vton_inputs,
+    out: *mut *mut vton_result,
+) -> vton_status {
     guard(|| {
         let inp = inputs.as_ref().ok_or_else(|| null("inputs"))?;
         if out.is_null() {
             return Err(null("out"));
         }
-        let missing = |what: &str| (VTON_STATUS_INVALID_ARGUMENT, format!("{what} was not set on the inputs"));
+        let missing = |what: &str| {
+            (
+                VTON_STATUS_INVALID_ARGUMENT,
+                format!("{what} was not set on the inputs"),
+            )
+        };
         let t = TryOnInputs {
             person: inp.person.clone().ok_or_else(|| missing("person"))?,
             pose: inp.pose.clone().ok_or_else(|| missing("keypoints"))?,
@@ -276,13 +353,21 @@ pub enum vton_output {
 
 /// Copies one output of a result into a new RGB image (masks are expanded to grey RGB).
 #[no_mangle]
-pub unsafe extern "C" fn vton_result_get(result: *const vton_result, which: vton_output, out: *mut *mut vton_image) -> vton_status {
+pub unsafe extern "C" fn vton_result_get(
+    result: *const vton_result,
+    which: vton_output,
+    out: *mut *mut vton_image,
+) -> vton_status {
     guard(|| {
         let r = &result.as_ref().ok_or_else(|| null("result"))?.out;
         if out.is_null() {
             return Err(null("out"));
         }
-        let rgb_of_mask = |m: &Mask| RgbImage { width: m.width, height: m.height, data: m.data.iter().flat_map(|&v| [v, v, v]).collect() };
+        let rgb_of_mask = |m: &Mask| RgbImage {
+            width: m.width,
+            height: m.height,
+            data: m.data.iter().flat_map(|&v| [v, v, v]).collect(),
+        };
         let img = match which {
             vton_output::VTON_OUTPUT_IMAGE => r.image.clone(),
             vton_output::VTON_OUTPUT_WARPED_GARMENT => r.warped_garment.clone(),
@@ -290,32 +375,50 @@ pub unsafe extern "C" fn vton_result_get(result: *const vton_result, which: vton
             vton_output::VTON_OUTPUT_AGNOSTIC_MASK => rgb_of_mask(&r.agnostic_mask),
             vton_output::VTON_OUTPUT_WARPED_MASK => rgb_of_mask(&r.warped_mask),
         };
-        *out = Box::into_raw(Box::new(vton_image { width: img.width as u32, height: img.height as u32, rgb: img.to_rgb8() }));
+        *out = Box::into_raw(Box::new(vton_image {
+            width: img.width as u32,
+            height: img.height as u32,
+            rgb: img.to_rgb8(),
+        }));
         Ok(())
     })
 }
 
 /// Reads a PNG or JPEG file into a new RGB image.
 #[no_mangle]
-pub unsafe extern "C" fn vton_image_read(path: *const c_char, out: *mut *mut vton_image) -> vton_status {
+pub unsafe extern "C" fn vton_image_read(
+    path: *const c_char,
+    out: *mut *mut vton_image,
+) -> vton_status {
     guard(|| {
         let p = path_arg(path, "path")?;
         if out.is_null() {
             return Err(null("out"));
         }
         let img = core(vton_core::io::read_image(p))?;
-        *out = Box::into_raw(Box::new(vton_image { width: img.width as u32, height: img.height as u32, rgb: img.to_rgb8() }));
+        *out = Box::into_raw(Box::new(vton_image {
+            width: img.width as u32,
+            height: img.height as u32,
+            rgb: img.to_rgb8(),
+        }));
         Ok(())
     })
 }
 
 /// Writes an image as PNG.
 #[no_mangle]
-pub unsafe extern "C" fn vton_image_write_png(image: *const vton_image, path: *const c_char) -> vton_status {
+pub unsafe extern "C" fn vton_image_write_png(
+    image: *const vton_image,
+    path: *const c_char,
+) -> vton_status {
     guard(|| {
         let img = image.as_ref().ok_or_else(|| null("image"))?;
         let p = path_arg(path, "path")?;
-        let rgb = core(RgbImage::from_rgb8(img.width as usize, img.height as usize, &img.rgb))?;
+        let rgb = core(RgbImage::from_rgb8(
+            img.width as usize,
+            img.height as usize,
+            &img.rgb,
+        ))?;
         core(rgb.save_png(p))
     })
 }
