@@ -208,6 +208,19 @@ unsafe fn inputs_mut<'a>(
     inputs.as_mut().ok_or_else(|| null("inputs"))
 }
 
+/// Validates a value and stores it in one field of the inputs.
+unsafe fn set_field<T>(
+    inputs: *mut vton_inputs,
+    field: impl FnOnce(&mut vton_inputs) -> &mut Option<T>,
+    value: impl FnOnce() -> Result<T, (vton_status, String)>,
+) -> vton_status {
+    guard(|| {
+        let v = value()?;
+        *field(inputs_mut(inputs)?) = Some(v);
+        Ok(())
+    })
+}
+
 /// Sets the person photo from interleaved 8-bit RGB (`width * height * 3` bytes, rows top to bottom).
 #[no_mangle]
 pub unsafe extern "C" fn vton_inputs_set_person_rgb(
@@ -216,11 +229,11 @@ pub unsafe extern "C" fn vton_inputs_set_person_rgb(
     width: u32,
     height: u32,
 ) -> vton_status {
-    guard(|| {
-        let img = rgb_arg(rgb, width, height, "rgb")?;
-        inputs_mut(inputs)?.person = Some(img);
-        Ok(())
-    })
+    set_field(
+        inputs,
+        |i| &mut i.person,
+        || rgb_arg(rgb, width, height, "rgb"),
+    )
 }
 
 /// Sets the garment photo from interleaved 8-bit RGB.
@@ -231,11 +244,11 @@ pub unsafe extern "C" fn vton_inputs_set_garment_rgb(
     width: u32,
     height: u32,
 ) -> vton_status {
-    guard(|| {
-        let img = rgb_arg(rgb, width, height, "rgb")?;
-        inputs_mut(inputs)?.garment = Some(img);
-        Ok(())
-    })
+    set_field(
+        inputs,
+        |i| &mut i.garment,
+        || rgb_arg(rgb, width, height, "rgb"),
+    )
 }
 
 /// Sets the person mask from 8-bit grey (`width * height` bytes, >= 128 = person).
@@ -246,11 +259,11 @@ pub unsafe extern "C" fn vton_inputs_set_person_mask(
     width: u32,
     height: u32,
 ) -> vton_status {
-    guard(|| {
-        let m = grey_arg(grey, width, height, "grey")?;
-        inputs_mut(inputs)?.person_mask = Some(m);
-        Ok(())
-    })
+    set_field(
+        inputs,
+        |i| &mut i.person_mask,
+        || grey_arg(grey, width, height, "grey"),
+    )
 }
 
 /// Sets the garment mask from 8-bit grey (optional: estimated from the photo otherwise).
@@ -261,11 +274,11 @@ pub unsafe extern "C" fn vton_inputs_set_garment_mask(
     width: u32,
     height: u32,
 ) -> vton_status {
-    guard(|| {
-        let m = grey_arg(grey, width, height, "grey")?;
-        inputs_mut(inputs)?.garment_mask = Some(m);
-        Ok(())
-    })
+    set_field(
+        inputs,
+        |i| &mut i.garment_mask,
+        || grey_arg(grey, width, height, "grey"),
+    )
 }
 
 /// Sets the keypoints from `count` (x, y, confidence) triples: 25 (BODY_25) or 18 (COCO-18).

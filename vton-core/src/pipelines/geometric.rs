@@ -167,14 +167,14 @@ impl Default for GeometricTryOn {
 /// Walks `length` along the polyline `pts` from its first point (extrapolating the last segment).
 fn walk(pts: &[Pt], length: f32) -> Pt {
     let mut left = length;
-    for seg in pts.windows(2) {
-        let d = dist(seg[0], seg[1]);
-        if d > 1e-3 && (left <= d || std::ptr::eq(seg, pts.windows(2).last().unwrap_or(seg))) {
+    let segments = pts.len().saturating_sub(1);
+    for k in 0..segments {
+        let (a, b) = (pts[k], pts[k + 1]);
+        let d = dist(a, b);
+        // The last segment is extended past its end when the length runs over.
+        if d > 1e-3 && (left <= d || k + 1 == segments) {
             let t = left / d;
-            return (
-                seg[0].0 + t * (seg[1].0 - seg[0].0),
-                seg[0].1 + t * (seg[1].1 - seg[0].1),
-            );
+            return (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
         }
         left -= d;
     }
