@@ -44,10 +44,12 @@ echo "== Python: wheel into a fresh virtual environment, pytest"
 rm -rf target/venv
 python3 -m venv target/venv
 target/venv/bin/pip install --quiet --upgrade pip
-target/venv/bin/pip install --quiet "maturin>=1.5,<2" pytest numpy pillow
+target/venv/bin/pip install --quiet "maturin>=1.5,<2" pytest numpy pillow "mypy>=1.18"
 rm -rf target/wheels
 target/venv/bin/maturin build --release --quiet -o target/wheels
 target/venv/bin/pip install --quiet --force-reinstall --no-deps target/wheels/vton-*.whl
 (cd target && venv/bin/python -m pytest -q "$ROOT/python/tests")
+echo "== Python: stubs match the runtime module (mypy stubtest)"
+(cd target && venv/bin/python -m mypy.stubtest vton)
 
 echo "== all tests passed"

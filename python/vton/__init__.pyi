@@ -1,5 +1,7 @@
 import os
-from typing import Any, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Optional, Union, final
+
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +13,7 @@ from .errors import (InvalidInputError as InvalidInputError, UnsupportedError as
 __version__: str
 ImageLike = Union[npt.ArrayLike, str, os.PathLike[str], Any]
 
+@dataclass(frozen=True)
 class TryOnResult:
     image: npt.NDArray[np.float32]
     agnostic_mask: npt.NDArray[np.float32]
@@ -19,8 +22,9 @@ class TryOnResult:
     warped_mask: npt.NDArray[np.float32]
     garment_mask: npt.NDArray[np.float32]
 
+@final
 class TpsGridGen:
-    def __init__(self, height: int, width: int, grid_size: int = 5) -> None: ...
+    def __new__(cls, height: int, width: int, grid_size: int = 5) -> TpsGridGen: ...
     @property
     def grid_size(self) -> int: ...
     def __call__(self, theta: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
@@ -30,3 +34,7 @@ def try_on(person: ImageLike, garment: ImageLike, keypoints: Any, person_mask: O
            garment_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None) -> TryOnResult: ...
 def grid_sample(input: npt.NDArray[np.float32], grid: npt.NDArray[np.float32], mode: str = "bilinear",
                 padding_mode: str = "zeros", align_corners: bool = False) -> npt.NDArray[np.float32]: ...
+
+__all__ = ["try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
+           "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
+           "__version__"]

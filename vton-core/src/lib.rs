@@ -33,9 +33,52 @@ pub fn default_device() -> burn::tensor::Device {
     burn::tensor::Device::flex()
 }
 
+/// A device by name, for command lines and bindings: `"cpu"` / `"flex"` (always
+/// available), `"wgpu"` (feature `wgpu`: the default adapter, a software one where no GPU
+/// exists), `"cuda"` or `"cuda:N"` (feature `cuda`). A backend that was not compiled in is
+/// an [`VtonError::Unsupported`] naming the feature to enable.
+pub fn device_from_name(name: &str) -> Result<burn::tensor::Device> {
+    let lower = name.trim().to_ascii_lowercase();
+    let (kind, index) = match lower.split_once(':') {
+        Some((k, i)) => {
+            let idx = i.parse::<usize>().map_err(|_| {
+                VtonError::invalid(
+                    "device",
+                    format!("'{name}': the index after ':' must be a number"),
+                )
+            })?;
+            (k.to_string(), idx)
+        }
+        None => (lower.clone(), 0),
+    };
+    match kind.as_str() {
+        "cpu" | "flex" => Ok(burn::tensor::Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(burn::tensor::Device::wgpu(if lower.contains(':') {
+            burn::tensor::DeviceKind::DiscreteGpu(index)
+        } else {
+            burn::tensor::DeviceKind::DefaultDevice
+        })),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(burn::tensor::Device::cuda(index)),
+        "wgpu" | "cuda" => {
+            let _ = index;
+            Err(VtonError::Unsupported {
+                what: format!(
+                    "device '{name}': this build of vton has no {kind} backend (rebuild with the \
+                     vton-core feature `{kind}`)"
+                ),
+            })
+        }
+        _ => Err(VtonError::invalid(
+            "device",
+            format!("'{name}' is not one of 'cpu', 'wgpu', 'cuda[:N]'"),
+        )),
+    }
+}
+
 /// The types most users need.
 pub mod prelude {
-    pub use crate::default_device;
     pub use crate::error::{Result, VtonError};
     pub use crate::io::{
         read_image, read_keypoints, read_mask, Mask, ParseMap, PersonSelection, Pose, RgbImage,
@@ -43,6 +86,7 @@ pub mod prelude {
     };
     pub use crate::masks::GarmentCategory;
     pub use crate::pipelines::geometric::{GeometricTryOn, TryOnInputs, TryOnOutput};
+    pub use crate::{default_device, device_from_name};
 
     pub use crate::warp::{
         grid_sample, GridSampleOptions, PaddingMode, SampleMode, ThinPlateSpline, TpsGridGen,

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use vton_core::io::{Joint, Mask};
 use vton_core::pipelines::geometric::{evaluate_quality, GeometricTryOn, TryOnInputs};
-use vton_core::{default_device, VtonError};
+use vton_core::VtonError;
 
 const PEOPLE: [&str; 6] = [
     "mpl_grace_hopper",
@@ -30,7 +30,7 @@ fn inputs(person: &str, garment: &str, with_garment_mask: bool) -> TryOnInputs {
 
 #[test]
 fn quality_on_every_corpus_pair() {
-    let dev = default_device();
+    let dev = test_device();
     let pipe = GeometricTryOn::default();
     let (mut shares, mut errs) = (Vec::new(), Vec::new());
     println!("| person | garment | torso share | shoulder error px | rel |");
@@ -85,7 +85,7 @@ fn estimated_garment_mask_path_runs() {
     let out = GeometricTryOn::default()
         .run(
             &inputs("openvto_ai_avatar1_upper", "shirt3", false),
-            &default_device(),
+            &test_device(),
         )
         .unwrap();
     assert!(out.warped_mask.count() > 1000);
@@ -94,7 +94,7 @@ fn estimated_garment_mask_path_runs() {
 
 #[test]
 fn bad_inputs_are_typed_errors() {
-    let dev = default_device();
+    let dev = test_device();
     let pipe = GeometricTryOn::default();
     let mut inp = inputs("skimage_astronaut", "shirt1", true);
     inp.pose.keypoints[Joint::RShoulder as usize].confidence = 0.0;

@@ -10,7 +10,7 @@ use vton_core::masks::{
     agnostic_from_keypoints, agnostic_from_parse, estimate_garment_mask, GarmentCategory,
     GarmentMaskOptions,
 };
-use vton_core::{default_device, VtonError};
+use vton_core::VtonError;
 
 const GARMENTS: [&str; 6] = ["jacket1", "jacket2", "shirt1", "shirt2", "shirt3", "shirt4"];
 
@@ -18,7 +18,7 @@ const GARMENTS: [&str; 6] = ["jacket1", "jacket2", "shirt1", "shirt2", "shirt3",
 fn image_tensor_round_trip_and_ranges() {
     let img = read_image(example("person/skimage_astronaut.png")).unwrap();
     assert_eq!((img.width, img.height), (512, 512));
-    let dev = default_device();
+    let dev = test_device();
     let t = img.to_tensor(&dev, ValueRange::MinusOneOne);
     assert_eq!(t.dims(), [1, 3, 512, 512]);
     let v = vton_core::io::image::tensor_to_vec(t.clone()).unwrap();
@@ -306,4 +306,23 @@ fn garment_mask_estimation_iou_on_corpus() {
         estimate_garment_mask(&flat, &GarmentMaskOptions::default()),
         Err(VtonError::EmptyMask { .. })
     ));
+}
+
+#[test]
+fn devices_by_name() {
+    assert!(vton_core::device_from_name("cpu").is_ok());
+    assert!(vton_core::device_from_name("FLEX").is_ok());
+    assert!(matches!(
+        vton_core::device_from_name("tpu"),
+        Err(VtonError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        vton_core::device_from_name("cuda:x"),
+        Err(VtonError::InvalidArgument { .. })
+    ));
+    #[cfg(not(feature = "cuda"))]
+    match vton_core::device_from_name("cuda:0") {
+        Err(VtonError::Unsupported { what }) => assert!(what.contains("feature `cuda`"), "{what}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
 }

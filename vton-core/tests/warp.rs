@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use common::*;
 use vton_core::io::image::tensor_to_vec;
 use vton_core::warp::{grid_sample, GridSampleOptions, ThinPlateSpline, TpsGridGen};
-use vton_core::{default_device, VtonError};
+use vton_core::VtonError;
 
 fn json(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
@@ -29,7 +29,7 @@ fn tps_grid_gen_matches_cpvton() {
     let (tshape, theta) = &t["input.theta"];
     let n = tshape[1] / 2;
     let grid_size = (n as f64).sqrt().round() as usize;
-    let dev = default_device();
+    let dev = test_device();
     let gen = TpsGridGen::new(gshape[1], gshape[2], grid_size, &dev).unwrap();
     // Control points in CP-VTON's order (X varies slowest).
     let px: Vec<f32> = gen.control_points().iter().map(|p| p.0 as f32).collect();
@@ -71,7 +71,7 @@ fn tps_grid_gen_matches_cpvton() {
 
 #[test]
 fn tps_grid_gen_rejects_bad_theta() {
-    let dev = default_device();
+    let dev = test_device();
     let gen = TpsGridGen::new(16, 12, 3, &dev).unwrap();
     let bad = Tensor::<2>::zeros([1, 50], &dev);
     assert!(matches!(gen.forward(bad), Err(VtonError::Shape { .. })));
@@ -89,7 +89,7 @@ fn tps_grid_gen_rejects_bad_theta() {
 fn grid_sample_matches_cpvton_test_py() {
     let t = read_safetensors(&fixture("cpvton_warp.safetensors"));
     let (atol, rtol) = tol(&json("cpvton_warp.json"));
-    let dev = default_device();
+    let dev = test_device();
     let load = |k: &str| {
         let (s, v) = &t[k];
         Tensor::<4>::from_data(TensorData::new(v.clone(), [s[0], s[1], s[2], s[3]]), &dev)
@@ -145,7 +145,7 @@ fn dims(v: &serde_json::Value) -> [usize; 4] {
 fn grid_sample_all_modes_match_numpy_reference() {
     let r = json("warp_reference.json");
     let g = &r["grid_sample"];
-    let dev = default_device();
+    let dev = test_device();
     let input = Tensor::<4>::from_data(
         TensorData::new(floats(&g["input"]), dims(&g["input_shape"])),
         &dev,
@@ -177,7 +177,7 @@ fn grid_sample_all_modes_match_numpy_reference() {
 
 #[test]
 fn grid_sample_rejects_bad_shapes_and_names() {
-    let dev = default_device();
+    let dev = test_device();
     let x = Tensor::<4>::zeros([2, 3, 4, 4], &dev);
     let opts = GridSampleOptions::from_names("bilinear", "zeros", false).unwrap();
     assert!(matches!(

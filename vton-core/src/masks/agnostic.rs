@@ -39,11 +39,23 @@ impl GarmentCategory {
         }
     }
 
+    /// The name [`GarmentCategory::from_name`] reads (the DressCode spelling).
+    pub fn name(self) -> &'static str {
+        match self {
+            GarmentCategory::UpperBody => "upper_body",
+            GarmentCategory::LowerBody => "lower_body",
+            GarmentCategory::Dress => "dresses",
+        }
+    }
+
     fn require_upper(self) -> Result<()> {
         match self {
             GarmentCategory::UpperBody => Ok(()),
             other => Err(VtonError::Unsupported {
-                what: format!("agnostic masks for {other:?} garments are not implemented yet (only upper_body)"),
+                what: format!(
+                    "agnostic masks for '{}' garments are not implemented yet (only upper_body)",
+                    other.name()
+                ),
             }),
         }
     }

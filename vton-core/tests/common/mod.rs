@@ -67,3 +67,12 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         worst.1
     );
 }
+
+/// The device the tests run on: `VTON_TEST_DEVICE` (`cpu`, `wgpu`, `cuda:N`; default `cpu`),
+/// so the same parity tests check a GPU backend:
+/// `VTON_TEST_DEVICE=wgpu cargo test --release -p vton-core --features wgpu`.
+#[allow(dead_code)]
+pub fn test_device() -> burn::tensor::Device {
+    let name = std::env::var("VTON_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    vton_core::device_from_name(&name).unwrap_or_else(|e| panic!("VTON_TEST_DEVICE: {e}"))
+}
