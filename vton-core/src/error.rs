@@ -62,6 +62,37 @@ pub enum VtonError {
     /// A numerical failure (singular system, non-finite values).
     #[error("numerical failure in {operation}: {message}")]
     Numerical { operation: String, message: String },
+    /// A checkpoint file is not a readable checkpoint (wrong format, truncated, a pickle
+    /// that asks for code to run, an unsupported dtype).
+    #[error("cannot load checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    /// Weights a model needs are absent from the checkpoint.
+    #[error("{count} missing weight(s) in {source_name}: {keys}")]
+    MissingWeights {
+        source_name: String,
+        count: usize,
+        keys: String,
+    },
+    /// The checkpoint holds weights the model does not use.
+    #[error("{count} unexpected weight(s) in {source_name}: {keys}")]
+    UnexpectedWeights {
+        source_name: String,
+        count: usize,
+        keys: String,
+    },
+    /// A weight has a different shape than the model's configuration implies.
+    #[error("weight {key} has shape {found:?}, the model expects {expected:?}")]
+    WeightShape {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    /// A model or scheduler configuration is invalid or inconsistent.
+    #[error("invalid config {what}: {message}")]
+    Config { what: String, message: String },
+    /// A long operation was cancelled by its progress callback.
+    #[error("cancelled at step {step} of {total}")]
+    Cancelled { step: usize, total: usize },
     /// A tensor backend operation failed.
     #[error("backend error in {operation}: {message}")]
     Backend { operation: String, message: String },
@@ -71,6 +102,13 @@ impl VtonError {
     pub(crate) fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
         VtonError::InvalidArgument {
             name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn config(what: impl Into<String>, message: impl Into<String>) -> Self {
+        VtonError::Config {
+            what: what.into(),
             message: message.into(),
         }
     }

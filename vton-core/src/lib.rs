@@ -22,8 +22,12 @@
 pub mod error;
 pub mod io;
 pub mod masks;
+pub mod models;
+pub mod nn;
 pub mod pipelines;
+pub mod rng;
 pub mod warp;
+pub mod weights;
 
 pub use burn;
 pub use error::{Result, VtonError};

@@ -16,7 +16,7 @@ pub fn example(rel: &str) -> PathBuf {
     root().join("examples").join(rel)
 }
 
-/// Reads every f32 tensor of a safetensors file: name -> (shape, values).
+/// Reads every f32 (and i64, as f32) tensor of a safetensors file: name -> (shape, values).
 pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).expect("fixture readable");
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -24,9 +24,10 @@ pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>
     let data = &bytes[8 + n..];
     let mut out = HashMap::new();
     for (k, v) in header.as_object().unwrap() {
-        if k == "__metadata__" || v["dtype"] != "F32" {
+        if k == "__metadata__" || (v["dtype"] != "F32" && v["dtype"] != "I64") {
             continue;
         }
+        let int64 = v["dtype"] == "I64";
         let shape: Vec<usize> = v["shape"]
             .as_array()
             .unwrap()
@@ -39,10 +40,16 @@ pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>
             .iter()
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
-        let vals = data[off[0]..off[1]]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let raw = &data[off[0]..off[1]];
+        let vals = if int64 {
+            raw.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect()
+        } else {
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
         out.insert(k.clone(), (shape, vals));
     }
     out
@@ -75,4 +82,30 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
 pub fn test_device() -> burn::tensor::Device {
     let name = std::env::var("VTON_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     vton_core::device_from_name(&name).unwrap_or_else(|e| panic!("VTON_TEST_DEVICE: {e}"))
+}
+
+/// The `tolerance` of a fixture JSON: (atol, rtol).
+pub fn fixture_tolerance(name: &str) -> (f32, f32) {
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap();
+    (
+        j["tolerance"]["atol"].as_f64().unwrap() as f32,
+        j["tolerance"]["rtol"].as_f64().unwrap() as f32,
+    )
+}
+
+/// A fixture tensor as a burn tensor.
+pub fn tensor<const D: usize>(
+    t: &HashMap<String, (Vec<usize>, Vec<f32>)>,
+    key: &str,
+    dev: &burn::tensor::Device,
+) -> burn::tensor::Tensor<D> {
+    let (s, v) = t.get(key).unwrap_or_else(|| panic!("fixture has no {key}"));
+    let shape: [usize; D] = s.as_slice().try_into().expect("rank");
+    burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(v.clone(), shape), dev)
+}
+
+/// A burn tensor's values.
+pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
 }

@@ -1,0 +1,93 @@
+//! Finding a model's files the way diffusers writes them.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, VtonError};
+use crate::weights::Checkpoint;
+
+/// The config and weight files of one diffusers model.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub config: PathBuf,
+    pub weights: Vec<PathBuf>,
+}
+
+const WEIGHT_NAMES: [&str; 2] = [
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
+];
+
+impl ModelFiles {
+    /// `path` is a model folder (`config.json` + weights), a pipeline folder with a
+    /// `subfolder/` (`model_index.json` layout), or a `config.json` file.
+    pub fn find(path: &Path, subfolder: &str) -> Result<Self> {
+        if !path.exists() {
+            return Err(VtonError::FileNotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let dir = if path.is_file() {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else if path.join("config.json").is_file() {
+            path.to_path_buf()
+        } else if path.join(subfolder).join("config.json").is_file() {
+            path.join(subfolder)
+        } else {
+            return Err(VtonError::FileNotFound {
+                path: path.join(subfolder).join("config.json"),
+            });
+        };
+        let config = dir.join("config.json");
+        // Sharded: diffusion_pytorch_model.safetensors.index.json lists the shards.
+        let index = dir.join("diffusion_pytorch_model.safetensors.index.json");
+        let weights = if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| VtonError::io(&index, e))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| VtonError::Json {
+                    what: index.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let mut files: Vec<String> = v["weight_map"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .filter_map(|f| f.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            files.dedup();
+            files.into_iter().map(|f| dir.join(f)).collect()
+        } else {
+            let found = WEIGHT_NAMES
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.is_file())
+                .ok_or_else(|| VtonError::FileNotFound {
+                    path: dir.join(WEIGHT_NAMES[0]),
+                })?;
+            vec![found]
+        };
+        Ok(ModelFiles { config, weights })
+    }
+
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        Checkpoint::open_all(&self.weights)
+    }
+}
+
+/// Reads a diffusers `config.json` (unknown keys ignored, missing keys defaulted).
+pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| VtonError::io(path, e))?;
+    parse_config(&text, &path.display().to_string())
+}
+
+/// Parses a config from JSON text.
+pub fn parse_config<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| VtonError::Json {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}

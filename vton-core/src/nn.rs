@@ -1,0 +1,193 @@
+//! Layers built from checkpoint tensors, with PyTorch's semantics.
+//!
+//! burn's own `Conv2d`, `Linear` and `GroupNorm` are used where their fields can be set
+//! from loaded tensors; `LayerNorm`, `BatchNorm` (eval) and `InstanceNorm` are written
+//! here so that eps and statistics follow PyTorch exactly. Every constructor checks the
+//! checkpoint's shapes against the configuration through the [`Loader`].
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::error::{Result, VtonError};
+use crate::weights::Loader;
+
+/// `nn.Conv2d(cin, cout, k, stride, padding, bias)` from `name.weight` / `name.bias`.
+pub fn conv2d(
+    l: &Loader,
+    name: &str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+) -> Result<Conv2d> {
+    let l = l.sub(name);
+    let weight = l.param("weight", [cout, cin, k, k])?;
+    let bias = if bias {
+        Some(l.param("bias", [cout])?)
+    } else {
+        None
+    };
+    Ok(Conv2d {
+        weight,
+        bias,
+        stride: [stride, stride],
+        kernel_size: [k, k],
+        dilation: [1, 1],
+        groups: 1,
+        padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
+    })
+}
+
+/// `nn.Linear(din, dout, bias)`; PyTorch stores `[dout, din]`, burn uses `[din, dout]`.
+pub fn linear(l: &Loader, name: &str, din: usize, dout: usize, bias: bool) -> Result<Linear> {
+    let l = l.sub(name);
+    let w = l.tensor("weight", [dout, din])?;
+    let bias = if bias {
+        Some(l.param("bias", [dout])?)
+    } else {
+        None
+    };
+    Ok(Linear {
+        weight: Param::from_tensor(transpose_2d(w)?),
+        bias,
+    })
+}
+
+fn transpose_2d(w: Tensor<2>) -> Result<Tensor<2>> {
+    let [r, c] = w.dims();
+    let dev = w.device();
+    let v = crate::io::image::tensor_to_vec(w)?;
+    let mut t = vec![0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = v[i * c + j];
+        }
+    }
+    Ok(Tensor::from_data(TensorData::new(t, [c, r]), &dev))
+}
+
+/// `nn.GroupNorm(groups, channels, eps, affine=True)`.
+pub fn group_norm(
+    l: &Loader,
+    name: &str,
+    groups: usize,
+    channels: usize,
+    eps: f64,
+) -> Result<GroupNorm> {
+    if groups == 0 || channels % groups != 0 {
+        return Err(VtonError::config(
+            l.key(name),
+            format!("{channels} channels cannot be split into {groups} groups"),
+        ));
+    }
+    let l = l.sub(name);
+    Ok(GroupNorm {
+        gamma: Some(l.param("weight", [channels])?),
+        beta: Some(l.param("bias", [channels])?),
+        num_groups: groups,
+        num_channels: channels,
+        epsilon: eps,
+        affine: true,
+    })
+}
+
+/// `nn.LayerNorm(dim, eps)` over the last dimension.
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(l: &Loader, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        let l = l.sub(name);
+        Ok(LayerNorm {
+            weight: l.param("weight", [dim])?,
+            bias: l.param("bias", [dim])?,
+            eps,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mean = x.clone().mean_dim(D - 1);
+        let xc = x - mean;
+        let var = xc.clone().square().mean_dim(D - 1);
+        let y = xc / var.add_scalar(self.eps).sqrt();
+        let mut shape = [1usize; D];
+        shape[D - 1] = self.weight.dims()[0];
+        y * self.weight.val().reshape(shape) + self.bias.val().reshape(shape)
+    }
+}
+
+/// `nn.BatchNorm2d` in eval mode: running statistics, affine.
+#[derive(Module, Debug)]
+pub struct BatchNorm2d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub running_mean: Param<Tensor<1>>,
+    pub running_var: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl BatchNorm2d {
+    pub fn load(l: &Loader, name: &str, channels: usize, eps: f64) -> Result<Self> {
+        let l = l.sub(name);
+        l.ignore("num_batches_tracked");
+        Ok(BatchNorm2d {
+            weight: l.param("weight", [channels])?,
+            bias: l.param("bias", [channels])?,
+            running_mean: l.param("running_mean", [channels])?,
+            running_var: l.param("running_var", [channels])?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let c = self.weight.dims()[0];
+        let s = [1, c, 1, 1];
+        let scale = self.weight.val() / self.running_var.val().add_scalar(self.eps).sqrt();
+        (x - self.running_mean.val().reshape(s)) * scale.reshape(s) + self.bias.val().reshape(s)
+    }
+}
+
+/// Instance normalisation over H, W without affine parameters or running statistics
+/// (`nn.InstanceNorm2d(c)` as CP-VTON and HR-VITON build it).
+pub fn instance_norm(x: Tensor<4>, eps: f64) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let flat = x.reshape([b, c, h * w]);
+    let mean = flat.clone().mean_dim(2);
+    let xc = flat - mean;
+    let var = xc.clone().square().mean_dim(2);
+    (xc / var.add_scalar(eps).sqrt()).reshape([b, c, h, w])
+}
+
+/// SiLU.
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    burn::tensor::activation::silu(x)
+}
+
+/// Nearest-neighbour resize to `(h, w)` with PyTorch's legacy `mode="nearest"` indexing
+/// (`src = floor(dst * in / out)`), by gathering rows and columns.
+pub fn resize_nearest(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [_, _, ih, iw] = x.dims();
+    if ih == h && iw == w {
+        return x;
+    }
+    let dev = x.device();
+    let rows: Vec<i64> = (0..h)
+        .map(|i| (((i as f64) * ih as f64 / h as f64).floor() as usize).min(ih - 1) as i64)
+        .collect();
+    let cols: Vec<i64> = (0..w)
+        .map(|j| (((j as f64) * iw as f64 / w as f64).floor() as usize).min(iw - 1) as i64)
+        .collect();
+    let ri = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(rows, [h]), &dev);
+    let ci = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(cols, [w]), &dev);
+    x.select(2, ri).select(3, ci)
+}

@@ -1,0 +1,554 @@
+//! Checkpoints as the field publishes them, read as they are.
+//!
+//! * safetensors (`*.safetensors`, also diffusers' `diffusion_pytorch_model.safetensors`):
+//!   memory-mapped, f32 / f16 / bf16 / f64 converted to f32 on read.
+//! * PyTorch pickles (`*.pth`, `*.pt`, `*.bin`, `*.ckpt`): the zip format of torch >= 1.6 and
+//!   the legacy format, read by burn's pickle reader, which interprets the pickle opcodes
+//!   itself and never runs code: a pickle that names anything but tensor rebuilds and plain
+//!   containers is refused with [`VtonError::Checkpoint`].
+//!
+//! Wrappers are unwrapped: a `{"state_dict": ...}` (or `model`, `model_state_dict`,
+//! `params`) dictionary, and DataParallel's `module.` prefix, when every key carries it.
+//!
+//! Models read their tensors through a [`Loader`], which checks every shape against the
+//! configuration, records which keys were used, and at the end ([`Loader::finish`]) fails
+//! with the names of missing and unexpected keys unless a partial load was asked for.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Result, VtonError};
+
+#[derive(Clone)]
+enum Source {
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        end: usize,
+        dtype: safetensors::Dtype,
+    },
+    Pickle(burn::store::pytorch_reader::Tensor),
+}
+
+#[derive(Clone)]
+struct Entry {
+    shape: Vec<usize>,
+    source: Source,
+    file: Arc<PathBuf>,
+}
+
+/// The tensors of one or more checkpoint files, by key. Data is read lazily.
+#[derive(Clone, Default)]
+pub struct Checkpoint {
+    entries: BTreeMap<String, Entry>,
+    name: String,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("name", &self.name)
+            .field("tensors", &self.entries.len())
+            .finish()
+    }
+}
+
+const WRAPPER_KEYS: [&str; 5] = [
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "params",
+    "module",
+];
+
+fn checkpoint_err(path: &Path, message: impl Into<String>) -> VtonError {
+    VtonError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn is_safetensors(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
+    let mut head = [0u8; 9];
+    let n = f.read(&mut head).map_err(|e| VtonError::io(path, e))?;
+    // safetensors: u64 little-endian header length, then '{'.
+    Ok(n == 9 && head[8] == b'{')
+}
+
+impl Checkpoint {
+    /// Opens one checkpoint file (safetensors or PyTorch pickle, told apart by content).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(VtonError::FileNotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        if path.is_dir() {
+            return Err(checkpoint_err(
+                path,
+                "is a folder; give a checkpoint file (or use a model's from_pretrained)",
+            ));
+        }
+        let mut ck = if is_safetensors(path)? {
+            Self::open_safetensors(path)?
+        } else {
+            Self::open_pickle(path)?
+        };
+        ck.unwrap_wrappers();
+        Ok(ck)
+    }
+
+    /// Opens several files (sharded checkpoints) as one; a key present twice is an error.
+    pub fn open_all<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
+        let mut out = Checkpoint::default();
+        let mut names = Vec::new();
+        for p in paths {
+            let ck = Self::open(p)?;
+            names.push(ck.name.clone());
+            for (k, e) in ck.entries {
+                if out.entries.contains_key(&k) {
+                    return Err(checkpoint_err(
+                        p.as_ref(),
+                        format!("key {k} is also in an earlier shard"),
+                    ));
+                }
+                out.entries.insert(k, e);
+            }
+        }
+        out.name = names.join(", ");
+        Ok(out)
+    }
+
+    fn open_safetensors(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
+        // SAFETY: the map is read-only; a file truncated while mapped is the user's
+        // concurrent modification, as with every memory-mapped reader.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| VtonError::io(path, e))?;
+        let (header, meta) = safetensors::SafeTensors::read_metadata(&map)
+            .map_err(|e| checkpoint_err(path, format!("not a valid safetensors file: {e}")))?;
+        let data_start = 8 + header;
+        let map = Arc::new(map);
+        let file = Arc::new(path.to_path_buf());
+        let mut entries = BTreeMap::new();
+        for (name, info) in meta.tensors() {
+            let (s, e) = info.data_offsets;
+            if data_start + e > map.len() {
+                return Err(checkpoint_err(
+                    path,
+                    format!("tensor {name} lies past the end of the file (truncated?)"),
+                ));
+            }
+            entries.insert(
+                name.clone(),
+                Entry {
+                    shape: info.shape.clone(),
+                    source: Source::Mapped {
+                        map: map.clone(),
+                        start: data_start + s,
+                        end: data_start + e,
+                        dtype: info.dtype,
+                    },
+                    file: file.clone(),
+                },
+            );
+        }
+        Ok(Checkpoint {
+            entries,
+            name: path.display().to_string(),
+        })
+    }
+
+    fn open_pickle(path: &Path) -> Result<Self> {
+        let reader = burn::store::pytorch_reader::PytorchReader::new(path)
+            .map_err(|e| checkpoint_err(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+        let file = Arc::new(path.to_path_buf());
+        let entries = reader
+            .into_tensors()
+            .into_iter()
+            .map(|(k, t)| {
+                (
+                    k,
+                    Entry {
+                        shape: t.shape().to_vec(),
+                        source: Source::Pickle(t),
+                        file: file.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Checkpoint {
+            entries,
+            name: path.display().to_string(),
+        })
+    }
+
+    /// Strips `state_dict.` / `model.` / ... and `module.` when every key has it.
+    fn unwrap_wrappers(&mut self) {
+        loop {
+            let Some(first) = self.entries.keys().next() else {
+                return;
+            };
+            let Some((head, _)) = first.split_once('.') else {
+                return;
+            };
+            let head = head.to_string();
+            if !WRAPPER_KEYS.contains(&head.as_str()) {
+                return;
+            }
+            let prefix = format!("{head}.");
+            if !self.entries.keys().all(|k| k.starts_with(&prefix)) {
+                return;
+            }
+            self.entries = std::mem::take(&mut self.entries)
+                .into_iter()
+                .map(|(k, e)| (k[prefix.len()..].to_string(), e))
+                .collect();
+        }
+    }
+
+    /// A name for messages (the file path or paths).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// All keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|k| k.as_str())
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the checkpoint holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a key exists.
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The shape of a tensor.
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.entries.get(key).map(|e| e.shape.as_slice())
+    }
+
+    /// Renames keys: `f` returns the new key, or `None` to drop the tensor.
+    pub fn map_keys(mut self, f: impl Fn(&str) -> Option<String>) -> Self {
+        self.entries = std::mem::take(&mut self.entries)
+            .into_iter()
+            .filter_map(|(k, e)| f(&k).map(|nk| (nk, e)))
+            .collect();
+        self
+    }
+
+    /// Adds the tensors of `other`, replacing those with the same key.
+    pub fn overlay(mut self, other: Checkpoint) -> Self {
+        self.entries.extend(other.entries);
+        self.name = format!("{} + {}", self.name, other.name);
+        self
+    }
+
+    /// Reads a tensor as f32 values in row-major order.
+    pub fn read_f32(&self, key: &str) -> Result<Vec<f32>> {
+        let e = self
+            .entries
+            .get(key)
+            .ok_or_else(|| VtonError::MissingWeights {
+                source_name: self.name.clone(),
+                count: 1,
+                keys: key.to_string(),
+            })?;
+        let n: usize = e.shape.iter().product();
+        let values = match &e.source {
+            Source::Mapped {
+                map,
+                start,
+                end,
+                dtype,
+            } => convert_safetensors(&map[*start..*end], *dtype, n)
+                .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?,
+            Source::Pickle(t) => {
+                let bytes = t
+                    .read()
+                    .map_err(|err| checkpoint_err(&e.file, format!("{key}: {err}")))?;
+                convert_pickle(&bytes, t.dtype(), n)
+                    .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?
+            }
+        };
+        Ok(values)
+    }
+}
+
+fn chunks<const N: usize>(bytes: &[u8], n: usize, what: &str) -> Result<Vec<[u8; N]>, String> {
+    if bytes.len() != n * N {
+        return Err(format!(
+            "{} bytes of {what} data for {n} elements",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            a
+        })
+        .collect())
+}
+
+fn convert_safetensors(
+    bytes: &[u8],
+    dtype: safetensors::Dtype,
+    n: usize,
+) -> Result<Vec<f32>, String> {
+    use safetensors::Dtype as D;
+    Ok(match dtype {
+        D::F32 => chunks::<4>(bytes, n, "f32")?
+            .into_iter()
+            .map(f32::from_le_bytes)
+            .collect(),
+        D::F16 => chunks::<2>(bytes, n, "f16")?
+            .into_iter()
+            .map(|b| half::f16::from_le_bytes(b).to_f32())
+            .collect(),
+        D::BF16 => chunks::<2>(bytes, n, "bf16")?
+            .into_iter()
+            .map(|b| half::bf16::from_le_bytes(b).to_f32())
+            .collect(),
+        D::F64 => chunks::<8>(bytes, n, "f64")?
+            .into_iter()
+            .map(|b| f64::from_le_bytes(b) as f32)
+            .collect(),
+        D::I64 => chunks::<8>(bytes, n, "i64")?
+            .into_iter()
+            .map(|b| i64::from_le_bytes(b) as f32)
+            .collect(),
+        other => return Err(format!("unsupported dtype {other:?}")),
+    })
+}
+
+fn convert_pickle(
+    bytes: &[u8],
+    dtype: burn::store::pytorch_reader::DType,
+    n: usize,
+) -> Result<Vec<f32>, String> {
+    use burn::store::pytorch_reader::DType as D;
+    // The reader returns native-endian bytes.
+    Ok(match dtype {
+        D::F32 => chunks::<4>(bytes, n, "f32")?
+            .into_iter()
+            .map(f32::from_ne_bytes)
+            .collect(),
+        D::F16 => chunks::<2>(bytes, n, "f16")?
+            .into_iter()
+            .map(|b| half::f16::from_ne_bytes(b).to_f32())
+            .collect(),
+        D::BF16 => chunks::<2>(bytes, n, "bf16")?
+            .into_iter()
+            .map(|b| half::bf16::from_ne_bytes(b).to_f32())
+            .collect(),
+        D::F64 => chunks::<8>(bytes, n, "f64")?
+            .into_iter()
+            .map(|b| f64::from_ne_bytes(b) as f32)
+            .collect(),
+        D::I64 => chunks::<8>(bytes, n, "i64")?
+            .into_iter()
+            .map(|b| i64::from_ne_bytes(b) as f32)
+            .collect(),
+        other => return Err(format!("unsupported dtype {other:?}")),
+    })
+}
+
+/// What a load used, for reporting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Keys the model asked for that the checkpoint does not have (partial loads only;
+    /// those parameters were zero-initialised).
+    pub missing: Vec<String>,
+    /// Keys in the checkpoint the model did not use.
+    pub unused: Vec<String>,
+}
+
+#[derive(Default)]
+struct LoadState {
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+}
+
+/// Reads a model's tensors from a [`Checkpoint`], under a key prefix.
+#[derive(Clone)]
+pub struct Loader<'c> {
+    ckpt: &'c Checkpoint,
+    prefix: String,
+    device: Device,
+    partial: bool,
+    state: Rc<RefCell<LoadState>>,
+}
+
+impl<'c> Loader<'c> {
+    /// A loader at the checkpoint's root. With `partial`, missing tensors are zeros and
+    /// listed by [`Loader::finish`] instead of failing.
+    pub fn new(ckpt: &'c Checkpoint, device: &Device, partial: bool) -> Self {
+        Loader {
+            ckpt,
+            prefix: String::new(),
+            device: device.clone(),
+            partial,
+            state: Rc::new(RefCell::new(LoadState::default())),
+        }
+    }
+
+    /// A loader for the sub-module `name` (keys `prefix.name.*`).
+    pub fn sub(&self, name: impl std::fmt::Display) -> Self {
+        let mut l = self.clone();
+        l.prefix = self.key(&name.to_string());
+        l
+    }
+
+    /// The full key of `name` under this loader's prefix.
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// The device tensors are created on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The checkpoint read from.
+    pub fn checkpoint(&self) -> &'c Checkpoint {
+        self.ckpt
+    }
+
+    /// Whether `name` exists under this prefix.
+    pub fn contains(&self, name: &str) -> bool {
+        self.ckpt.contains(&self.key(name))
+    }
+
+    /// The shape of `name`, when present: how models read widths the original hard-codes.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.ckpt.shape(&self.key(name)).map(|s| s.to_vec())
+    }
+
+    /// Reads `name` as a tensor of the expected shape.
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let key = self.key(name);
+        match self.ckpt.shape(&key) {
+            None => {
+                if self.partial {
+                    self.state.borrow_mut().missing.push(key);
+                    return Ok(Tensor::zeros(shape, &self.device));
+                }
+                Err(VtonError::MissingWeights {
+                    source_name: self.ckpt.name.clone(),
+                    count: 1,
+                    keys: key,
+                })
+            }
+            Some(found) => {
+                // A trailing/leading 1 can differ in published files (e.g. [C] vs [1, C]
+                // never occurs for the same op); require the exact element layout.
+                if found != shape.as_slice() {
+                    return Err(VtonError::WeightShape {
+                        key,
+                        expected: shape.to_vec(),
+                        found: found.to_vec(),
+                    });
+                }
+                let values = self.ckpt.read_f32(&key)?;
+                self.state.borrow_mut().used.insert(key);
+                Ok(Tensor::from_data(
+                    TensorData::new(values, shape),
+                    &self.device,
+                ))
+            }
+        }
+    }
+
+    /// Reads `name` as a parameter.
+    pub fn param<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>> {
+        Ok(Param::from_tensor(self.tensor(name, shape)?))
+    }
+
+    /// Reads `name` when present (optional biases).
+    pub fn optional<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Option<Tensor<D>>> {
+        if self.contains(name) {
+            self.tensor(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Marks keys as deliberately ignored (BatchNorm's `num_batches_tracked`, buffers the
+    /// model recomputes).
+    pub fn ignore(&self, name: &str) {
+        let key = self.key(name);
+        if self.ckpt.contains(&key) {
+            self.state.borrow_mut().used.insert(key);
+        }
+    }
+
+    /// Ends the load: with `strict`, unused checkpoint keys under this loader's prefix fail
+    /// with their names; missing keys already failed unless the load is partial.
+    pub fn finish(&self, strict: bool) -> Result<LoadReport> {
+        let st = self.state.borrow();
+        let within = |k: &str| {
+            self.prefix.is_empty()
+                || k == self.prefix
+                || k.starts_with(&format!("{}.", self.prefix))
+        };
+        let unused: Vec<String> = self
+            .ckpt
+            .keys()
+            .filter(|k| within(k) && !st.used.contains(*k))
+            .map(|k| k.to_string())
+            .collect();
+        if strict && !self.partial && !unused.is_empty() {
+            return Err(VtonError::UnexpectedWeights {
+                source_name: self.ckpt.name.clone(),
+                count: unused.len(),
+                keys: list_keys(&unused),
+            });
+        }
+        Ok(LoadReport {
+            missing: st.missing.clone(),
+            unused,
+        })
+    }
+}
+
+/// The first keys of a list, for messages.
+pub(crate) fn list_keys(keys: &[String]) -> String {
+    const SHOWN: usize = 12;
+    let mut s = keys
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() > SHOWN {
+        s.push_str(&format!(", ... ({} more)", keys.len() - SHOWN));
+    }
+    s
+}
