@@ -26,6 +26,7 @@ pub mod models;
 pub mod nn;
 pub mod pipelines;
 pub mod rng;
+pub mod schedulers;
 pub mod warp;
 pub mod weights;
 

@@ -84,10 +84,51 @@ pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     parse_config(&text, &path.display().to_string())
 }
 
-/// Parses a config from JSON text.
+/// Parses a config from JSON text (Python's `Infinity` / `NaN` accepted, as null).
 pub fn parse_config<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| VtonError::Json {
+    serde_json::from_str(&python_json(text)).map_err(|e| VtonError::Json {
         what: what.to_string(),
         message: e.to_string(),
     })
+}
+
+/// Python's `json.dumps` writes `Infinity`, `-Infinity` and `NaN` (diffusers saves
+/// `lambda_min_clipped: -Infinity`); standard JSON has no such tokens. Outside strings they
+/// become `null`, which configs read as "unset" (diffusers' default).
+pub fn python_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t));
+        match token {
+            Some(t) => {
+                out.push_str("null");
+                rest = &rest[t.len()..];
+            }
+            None => {
+                if c == '"' {
+                    in_str = true;
+                }
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
 }

@@ -86,8 +86,9 @@ pub fn test_device() -> burn::tensor::Device {
 
 /// The `tolerance` of a fixture JSON: (atol, rtol).
 pub fn fixture_tolerance(name: &str) -> (f32, f32) {
+    let text = std::fs::read_to_string(fixture(name)).unwrap();
     let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap();
+        serde_json::from_str(&vton_core::models::pretrained::python_json(&text)).unwrap();
     (
         j["tolerance"]["atol"].as_f64().unwrap() as f32,
         j["tolerance"]["rtol"].as_f64().unwrap() as f32,
