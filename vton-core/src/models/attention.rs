@@ -50,17 +50,24 @@ pub trait AttentionProcessor: Send + Sync {
 }
 
 /// diffusers' standard processor: project, scaled dot-product attention, output projection.
+/// A cross-attention called without encoder states returns its input unchanged, which is
+/// what CatVTON's `SkipAttnProcessor` does (and what its released weights expect).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultProcessor;
 
 impl AttentionProcessor for DefaultProcessor {
     fn process(
         &self,
-        _site: &AttnSite<'_>,
+        site: &AttnSite<'_>,
         attn: &Attention,
         hidden: Tensor<3>,
         context: Option<Tensor<3>>,
     ) -> Tensor<3> {
+        if site.kind == AttnKind::CrossAttention && context.is_none() {
+            // No encoder states: skip the attention and return its input (CatVTON's
+            // SkipAttnProcessor; the block then adds it to the residual).
+            return hidden;
+        }
         let ctx = context.unwrap_or_else(|| hidden.clone());
         let q = attn.to_q.forward(hidden);
         let k = attn.to_k.forward(ctx.clone());

@@ -238,24 +238,20 @@ impl BasicTransformerBlock {
             None
         };
         let x = proc.process(&site1, &self.attn1, self.norm1.forward(x.clone()), ctx1) + x;
-        // Without encoder states the cross-attention is skipped (CatVTON runs the
-        // inpainting U-Net with no text encoder).
-        let x = match context {
-            Some(ctx) => {
-                let p2 = format!("{}attn2", self.path);
-                let site2 = AttnSite {
-                    path: &p2,
-                    kind: AttnKind::CrossAttention,
-                };
-                proc.process(
-                    &site2,
-                    &self.attn2,
-                    self.norm2.forward(x.clone()),
-                    Some(ctx.clone()),
-                ) + x
-            }
-            None => x,
+        // Cross-attention. Without encoder states the processor decides; the default
+        // passes its (normalised) input through, as CatVTON's SkipAttnProcessor does, so
+        // that CatVTON's weights, trained that way, run as released: x + norm2(x).
+        let p2 = format!("{}attn2", self.path);
+        let site2 = AttnSite {
+            path: &p2,
+            kind: AttnKind::CrossAttention,
         };
+        let x = proc.process(
+            &site2,
+            &self.attn2,
+            self.norm2.forward(x.clone()),
+            context.cloned(),
+        ) + x;
         self.ff.forward(self.norm3.forward(x.clone())) + x
     }
 }

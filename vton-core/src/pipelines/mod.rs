@@ -1,2 +1,3 @@
+pub mod diffusion;
 pub mod geometric;
 pub mod landmarks;
