@@ -60,9 +60,10 @@ def _read_safetensors(path):
     header = json.loads(data[8:8 + n])
     out = {}
     for k, v in header.items():
-        if k != "__metadata__" and v["dtype"] == "F32":
+        if k != "__metadata__" and v["dtype"] in ("F32", "I64"):
             a, b = v["data_offsets"]
-            out[k] = np.frombuffer(data[8 + n + a:8 + n + b], dtype="<f4").reshape(v["shape"])
+            dt = "<f4" if v["dtype"] == "F32" else "<i8"
+            out[k] = np.frombuffer(data[8 + n + a:8 + n + b], dtype=dt).reshape(v["shape"])
     return out
 
 

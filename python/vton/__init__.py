@@ -12,8 +12,10 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _vton
-from .errors import (InvalidInputError, UnsupportedError, VtonError, VtonFileNotFoundError, VtonIOError,
-                     VtonRuntimeError)
+from .diffusion import (AutoencoderKL, CatVTONPipeline, DDIMScheduler, DDPMScheduler, DiagonalGaussianDistribution,
+                        DPMSolverMultistepScheduler, InpaintTryOnPipeline, UNet2DConditionModel)
+from .errors import (CancelledError, CheckpointError, InvalidInputError, UnsupportedError, VtonError,
+                     VtonFileNotFoundError, VtonIOError, VtonRuntimeError)
 
 __version__ = _vton.__version__
 TpsGridGen = _vton.TpsGridGen
@@ -116,4 +118,6 @@ def grid_sample(input: np.ndarray, grid: np.ndarray, mode: str = "bilinear", pad
 
 __all__ = ["try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
-           "__version__"]
+           "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
+           "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
+           "InpaintTryOnPipeline", "__version__"]

@@ -6,7 +6,13 @@ from typing import Any, Optional, Union, final
 import numpy as np
 import numpy.typing as npt
 
-from .errors import (InvalidInputError as InvalidInputError, UnsupportedError as UnsupportedError,
+from .diffusion import (AutoencoderKL as AutoencoderKL, CatVTONPipeline as CatVTONPipeline,
+                        DDIMScheduler as DDIMScheduler, DDPMScheduler as DDPMScheduler,
+                        DiagonalGaussianDistribution as DiagonalGaussianDistribution,
+                        DPMSolverMultistepScheduler as DPMSolverMultistepScheduler,
+                        InpaintTryOnPipeline as InpaintTryOnPipeline, UNet2DConditionModel as UNet2DConditionModel)
+from .errors import (CancelledError as CancelledError, CheckpointError as CheckpointError,
+                     InvalidInputError as InvalidInputError, UnsupportedError as UnsupportedError,
                      VtonError as VtonError, VtonFileNotFoundError as VtonFileNotFoundError,
                      VtonIOError as VtonIOError, VtonRuntimeError as VtonRuntimeError)
 
@@ -37,4 +43,6 @@ def grid_sample(input: npt.NDArray[np.float32], grid: npt.NDArray[np.float32], m
 
 __all__ = ["try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
-           "__version__"]
+           "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
+           "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
+           "InpaintTryOnPipeline", "__version__"]

@@ -25,4 +25,12 @@ class VtonRuntimeError(VtonError, RuntimeError):
     """A numerical or backend failure."""
 
 
-__all__ = ["VtonError", "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError"]
+class CheckpointError(InvalidInputError):
+    """A checkpoint or config is unreadable or does not fit the model (names the key)."""
+
+
+class CancelledError(VtonError):
+    """A long operation was cancelled by its progress callback."""
+
+
+__all__ = ["CheckpointError", "CancelledError", "VtonError", "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError"]

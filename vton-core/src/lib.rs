@@ -57,7 +57,10 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device> {
         None => (lower.clone(), 0),
     };
     match kind.as_str() {
-        "cpu" | "flex" => Ok(burn::tensor::Device::flex()),
+        "cpu" | "flex" => {
+            let _ = index;
+            Ok(burn::tensor::Device::flex())
+        }
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(burn::tensor::Device::wgpu(if lower.contains(':') {
             burn::tensor::DeviceKind::DiscreteGpu(index)
@@ -66,19 +69,24 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device> {
         })),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(burn::tensor::Device::cuda(index)),
-        "wgpu" | "cuda" => {
-            let _ = index;
-            Err(VtonError::Unsupported {
-                what: format!(
-                    "device '{name}': this build of vton has no {kind} backend (rebuild with the \
-                     vton-core feature `{kind}`)"
-                ),
-            })
-        }
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err(missing_backend(name, "wgpu")),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => Err(missing_backend(name, "cuda")),
         _ => Err(VtonError::invalid(
             "device",
             format!("'{name}' is not one of 'cpu', 'wgpu', 'cuda[:N]'"),
         )),
+    }
+}
+
+#[allow(dead_code)]
+fn missing_backend(name: &str, feature: &str) -> VtonError {
+    VtonError::Unsupported {
+        what: format!(
+            "device '{name}': this build of vton has no {feature} backend (rebuild with the \
+             vton-core feature `{feature}`)"
+        ),
     }
 }
 

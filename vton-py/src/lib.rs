@@ -15,13 +15,21 @@ use vton_core::{default_device, VtonError};
 
 use vton_core::burn::tensor::{Tensor, TensorData};
 
+mod diffusion;
+
 /// Maps a core error to `vton.errors.*` (the one mapping place).
-fn to_py_err(e: VtonError) -> PyErr {
+pub(crate) fn to_py_err(e: VtonError) -> PyErr {
     let class = match &e {
         VtonError::FileNotFound { .. } => "VtonFileNotFoundError",
         VtonError::Io { .. } => "VtonIOError",
         VtonError::Unsupported { .. } => "UnsupportedError",
         VtonError::Numerical { .. } | VtonError::Backend { .. } => "VtonRuntimeError",
+        VtonError::Checkpoint { .. }
+        | VtonError::MissingWeights { .. }
+        | VtonError::UnexpectedWeights { .. }
+        | VtonError::WeightShape { .. }
+        | VtonError::Config { .. } => "CheckpointError",
+        VtonError::Cancelled { .. } => "CancelledError",
         _ => "InvalidInputError",
     };
     let msg = e.to_string();
@@ -36,18 +44,18 @@ fn to_py_err(e: VtonError) -> PyErr {
     )
 }
 
-fn bad(msg: String) -> PyErr {
+pub(crate) fn bad(msg: String) -> PyErr {
     to_py_err(VtonError::InvalidArgument {
         name: "argument".into(),
         message: msg,
     })
 }
 
-fn shape_of(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<usize> {
+pub(crate) fn shape_of(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<usize> {
     a.shape().to_vec()
 }
 
-fn to_vec(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<f32> {
+pub(crate) fn to_vec(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<f32> {
     a.as_array().iter().copied().collect()
 }
 
@@ -167,7 +175,7 @@ fn _try_on<'py>(
     Ok(d)
 }
 
-fn tensor4(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<4>> {
+pub(crate) fn tensor4(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<4>> {
     let s = shape_of(a);
     if s.len() != 4 {
         return Err(bad(format!("{name} must be 4-D, got shape {s:?}")));
@@ -178,7 +186,7 @@ fn tensor4(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<4>> {
     ))
 }
 
-fn dyn_out<'py>(
+pub(crate) fn dyn_out<'py>(
     py: Python<'py>,
     shape: Vec<usize>,
     data: Vec<f32>,
@@ -273,6 +281,7 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_try_on, m)?)?;
     m.add_function(wrap_pyfunction!(grid_sample, m)?)?;
     m.add_class::<TpsGridGen>()?;
+    diffusion::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
