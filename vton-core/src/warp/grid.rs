@@ -121,6 +121,16 @@ pub fn grid_sample(
             actual: di.to_vec(),
         });
     }
+    let device = input.device();
+    let flex = Device::flex();
+    if options.mode == SampleMode::Nearest && device != flex {
+        // burn's GPU kernels implement bilinear only; nearest runs on the CPU backend
+        // (same arithmetic) and comes back.
+        let out = input
+            .to_device(&flex)
+            .grid_sample_2d(grid.to_device(&flex), options.to_burn());
+        return Ok(out.to_device(&device));
+    }
     Ok(input.grid_sample_2d(grid, options.to_burn()))
 }
 
