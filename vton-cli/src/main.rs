@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use vton_core::io::RgbImage;
 use vton_core::masks::GarmentCategory;
 use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
-use vton_core::{default_device, Result};
+use vton_core::{device_from_name, Result, VtonError};
+
+mod diffusion;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +60,35 @@ struct TryOnArgs {
     /// Also write person | garment | result side by side to this file.
     #[arg(long)]
     panel: Option<PathBuf>,
+    /// geometric (no weights), catvton or inpaint (diffusers inpainting pipeline folder
+    /// in --weights).
+    #[arg(long, default_value = "geometric")]
+    method: String,
+    /// Weights: a diffusers inpainting pipeline folder (vae/, unet/, scheduler/).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// CatVTON's attention checkpoint (file or folder), loaded on top of --weights' U-Net.
+    #[arg(long)]
+    attn_checkpoint: Option<PathBuf>,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 2.5)]
+    guidance: f32,
+    /// Seed of the initial noise (same seed, same result).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Inpaint method: start from the noised warped composite with this strength (0-1].
+    #[arg(long)]
+    strength: Option<f32>,
+    /// Working resolution HEIGHTxWIDTH for diffusion methods (default: the person's size
+    /// rounded down to multiples of 64).
+    #[arg(long)]
+    size: Option<String>,
+    /// Device: cpu (default), wgpu, cuda[:N] (when built with those features).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// The bundled example, relative to the workspace root (compile-time path, so
@@ -98,12 +129,12 @@ fn try_on(args: TryOnArgs) -> Result<()> {
             })
         };
         (
-            need(args.person, "--person")?,
-            need(args.keypoints, "--keypoints")?,
-            args.person_mask,
-            need(args.garment, "--garment")?,
-            args.garment_mask,
-            args.panel,
+            need(args.person.clone(), "--person")?,
+            need(args.keypoints.clone(), "--keypoints")?,
+            args.person_mask.clone(),
+            need(args.garment.clone(), "--garment")?,
+            args.garment_mask.clone(),
+            args.panel.clone(),
         )
     } else {
         let ex = example_dir();
@@ -119,6 +150,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
             None,
             Some(
                 args.panel
+                    .clone()
                     .unwrap_or_else(|| args.out.with_file_name("panel.png")),
             ),
         )
@@ -132,8 +164,28 @@ fn try_on(args: TryOnArgs) -> Result<()> {
         garment_mask.as_ref(),
     )?;
     inputs.category = GarmentCategory::from_name(&args.category)?;
-    let out = GeometricTryOn::default().run(&inputs, &default_device())?;
-    out.image.save_png(&args.out)?;
+    let device = device_from_name(&args.device)?;
+    let geo = GeometricTryOn::default().run(&inputs, &device)?;
+    let (image, out) = match args.method.as_str() {
+        "geometric" => (geo.image.clone(), geo),
+        "catvton" | "inpaint" => {
+            let weights = args.weights.as_ref().ok_or_else(|| {
+                VtonError::invalid(
+                    "--weights",
+                    format!("method {} needs a pipeline folder", args.method),
+                )
+            })?;
+            let img = diffusion::run(&args, weights, &inputs, &geo, &device)?;
+            (img, geo)
+        }
+        other => {
+            return Err(VtonError::invalid(
+                "--method",
+                format!("'{other}' is not one of geometric, catvton, inpaint"),
+            ))
+        }
+    };
+    image.save_png(&args.out)?;
     println!("wrote {}", args.out.display());
     if let Some(dir) = args.save_intermediates {
         out.agnostic_mask.save_png(dir.join("agnostic_mask.png"))?;
@@ -144,7 +196,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
     }
     if let Some(p) = panel_path {
         panel(
-            &[&inputs.person, &inputs.garment, &out.image],
+            &[&inputs.person, &inputs.garment, &image],
             inputs.person.height,
         )
         .save_png(&p)?;

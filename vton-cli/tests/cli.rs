@@ -125,3 +125,71 @@ fn errors_are_one_line_and_exit_non_zero() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("dresses"));
     assert!(!dir.path().join("out/tryon.png").exists());
 }
+
+#[test]
+fn diffusion_methods_run_on_a_pipeline_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "tests",
+        "fixtures",
+        "tiny_inpaint_pipeline",
+    ]
+    .iter()
+    .collect();
+    let w = weights.to_str().unwrap();
+    for (method, extra) in [("catvton", vec![]), ("inpaint", vec!["--strength", "0.5"])] {
+        let out = dir.path().join(format!("{method}.png"));
+        let mut args = vec![
+            "try-on",
+            "--method",
+            method,
+            "--weights",
+            w,
+            "--steps",
+            "2",
+            "--size",
+            "64x48",
+            "--seed",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = vton(&args, dir.path());
+        assert!(
+            o.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (pw, ph) =
+            image::image_dimensions(example("person/openvto_ai_avatar1_upper.png")).unwrap();
+        assert_eq!(
+            dims(&out),
+            (pw, ph),
+            "{method}: result at the person's size"
+        );
+    }
+    // A missing weights folder and a bad size are one-line errors.
+    let o = vton(
+        &["try-on", "--method", "catvton", "--weights", "nope"],
+        dir.path(),
+    );
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nope"));
+    let o = vton(
+        &[
+            "try-on",
+            "--method",
+            "catvton",
+            "--weights",
+            w,
+            "--size",
+            "64by48",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--size"));
+    let o = vton(&["try-on", "--method", "magic"], dir.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("magic"));
+}

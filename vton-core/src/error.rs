@@ -99,7 +99,8 @@ pub enum VtonError {
 }
 
 impl VtonError {
-    pub(crate) fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An [`VtonError::InvalidArgument`].
+    pub fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
         VtonError::InvalidArgument {
             name: name.into(),
             message: message.into(),

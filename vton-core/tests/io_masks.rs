@@ -326,3 +326,14 @@ fn devices_by_name() {
         other => panic!("expected Unsupported, got {other:?}"),
     }
 }
+
+#[test]
+fn fit_padded_keeps_aspect_and_centres() {
+    let img = vton_core::io::RgbImage::filled(40, 20, [1.0, 0.0, 0.0]);
+    let out = img.fit_padded(30, 30, [1.0, 1.0, 1.0]);
+    assert_eq!((out.width, out.height), (30, 30));
+    // 40x20 scaled by 0.75 -> 30x15, rows 7..22 red, the rest white.
+    assert_eq!(out.get(15, 3), [1.0, 1.0, 1.0]);
+    assert_eq!(out.get(15, 15), [1.0, 0.0, 0.0]);
+    assert_eq!(out.get(15, 27), [1.0, 1.0, 1.0]);
+}

@@ -236,6 +236,23 @@ impl RgbImage {
             data: resize_bilinear(&self.data, self.width, self.height, 3, width, height),
         }
     }
+
+    /// Resized to fit `width` x `height` with its aspect ratio kept, centred on a `fill`
+    /// background (how CatVTON lays a garment photo out at the person's size).
+    pub fn fit_padded(&self, width: usize, height: usize, fill: [f32; 3]) -> RgbImage {
+        let s = (width as f64 / self.width as f64).min(height as f64 / self.height as f64);
+        let w = ((self.width as f64 * s).round() as usize).clamp(1, width);
+        let h = ((self.height as f64 * s).round() as usize).clamp(1, height);
+        let small = self.resize(w, h);
+        let mut out = RgbImage::filled(width, height, fill);
+        let (ox, oy) = ((width - w) / 2, (height - h) / 2);
+        for y in 0..h {
+            let src = &small.data[y * w * 3..(y + 1) * w * 3];
+            let d = ((oy + y) * width + ox) * 3;
+            out.data[d..d + w * 3].copy_from_slice(src);
+        }
+        out
+    }
 }
 
 impl Mask {
