@@ -25,7 +25,30 @@ typedef enum vton_status {
   VTON_STATUS_NUMERICAL = 9,
   VTON_STATUS_PANIC = 10,
   VTON_STATUS_OTHER = 11,
+  /*
+   A checkpoint or model config is unreadable or does not fit (missing or unexpected
+   keys, wrong shapes).
+   */
+  VTON_STATUS_CHECKPOINT = 12,
+  /*
+   The progress callback asked to stop.
+   */
+  VTON_STATUS_CANCELLED = 13,
 } vton_status;
+
+/*
+ Which diffusion try-on to load.
+ */
+typedef enum vton_method {
+  /*
+   CatVTON: concatenation try-on on an inpainting U-Net.
+   */
+  VTON_METHOD_CATVTON = 0,
+  /*
+   Geometric warp pasted into the agnostic person, repainted by an inpainting U-Net.
+   */
+  VTON_METHOD_INPAINT = 1,
+} vton_method;
 
 /*
  Which image of a result to take.
@@ -49,9 +72,51 @@ typedef struct vton_image vton_image;
 typedef struct vton_inputs vton_inputs;
 
 /*
+ A loaded latent-diffusion try-on pipeline (opaque).
+ */
+typedef struct vton_pipeline vton_pipeline;
+
+/*
  Result of a try-on: the image and the intermediates.
  */
 typedef struct vton_result vton_result;
+
+/*
+ Sampling parameters; start from [`vton_diffusion_params_default`].
+ */
+typedef struct vton_diffusion_params {
+  /*
+   Denoising steps (>= 1).
+   */
+  uint32_t steps;
+  /*
+   Classifier-free guidance scale (<= 1: no guidance).
+   */
+  float guidance;
+  /*
+   Seed of the initial noise and stochastic steps.
+   */
+  uint64_t seed;
+  /*
+   DDIM eta.
+   */
+  float eta;
+  /*
+   Inpaint only: > 0 starts from the noised warped composite with this strength.
+   */
+  float strength;
+  /*
+   Working resolution; 0 = the person's size rounded down to multiples of 64.
+   */
+  uint32_t height;
+  uint32_t width;
+} vton_diffusion_params;
+
+/*
+ Progress callback: called after each step with (step, total, user); return non-zero to
+ cancel (the run then fails with `VTON_STATUS_CANCELLED`).
+ */
+typedef int32_t (*vton_progress_fn)(uint32_t, uint32_t, void*);
 
 #ifdef __cplusplus
 extern "C" {
@@ -126,6 +191,37 @@ enum vton_status vton_inputs_read_keypoints(struct vton_inputs *inputs, const ch
  Runs the geometric try-on. On success `*out` is a new result (free with `vton_result_free`).
  */
 enum vton_status vton_try_on_geometric(const struct vton_inputs *inputs, struct vton_result **out);
+
+/*
+ Default parameters: 50 steps, guidance 2.5, seed 0, eta 0, no strength, person size.
+ */
+struct vton_diffusion_params vton_diffusion_params_default(void);
+
+/*
+ Loads a diffusers inpainting pipeline folder (`vae/`, `unet/`, `scheduler/`);
+ `attn_checkpoint` (CatVTON's attention weights, file or folder) may be NULL.
+ */
+enum vton_status vton_pipeline_load(enum vton_method method,
+                                    const char *weights_dir,
+                                    const char *attn_checkpoint,
+                                    struct vton_pipeline **out);
+
+/*
+ Frees a pipeline (NULL is ignored).
+ */
+void vton_pipeline_free(struct vton_pipeline *pipeline);
+
+/*
+ Runs a diffusion try-on on the inputs (person, keypoints, person mask, garment, optional
+ garment mask). The result holds the image (at the person's size) and the geometric
+ intermediates. `progress` may be NULL; `user` is passed to it.
+ */
+enum vton_status vton_try_on_diffusion(struct vton_pipeline *pipeline,
+                                       const struct vton_inputs *inputs,
+                                       const struct vton_diffusion_params *params,
+                                       vton_progress_fn progress,
+                                       void *user,
+                                       struct vton_result **out);
 
 /*
  Frees a result (NULL is ignored).

@@ -25,9 +25,19 @@ static unsigned char *grey_of(const vton_image *img) {
     return g;
 }
 
+/* Progress callback: counts calls; cancels when the count reaches *user (if > 0). */
+static int calls = 0;
+static int32_t on_progress(uint32_t step, uint32_t total, void *user) {
+    int stop_at = *(int *)user;
+    calls++;
+    if (step < 1 || step > total) failures++;
+    return stop_at > 0 && (int)step >= stop_at;
+}
+
 int main(int argc, char **argv) {
     const char *ex = argc > 1 ? argv[1] : "examples";
     const char *outdir = argc > 2 ? argv[2] : "target";
+    const char *weights = argc > 3 ? argv[3] : "tests/fixtures/tiny_inpaint_pipeline";
     char p[1024];
     printf("libvton %s\n", vton_version());
 
@@ -92,6 +102,39 @@ int main(int argc, char **argv) {
     }
     vton_result_free(res);
     /* A person mask of another size than the photo -> SIZE_MISMATCH, out untouched. */
+    /* Diffusion try-on on the tiny random pipeline, with progress and cancel. */
+    {
+        vton_pipeline *pipe = NULL;
+        CHECK(vton_pipeline_load(VTON_METHOD_CATVTON, "/nonexistent", NULL, &pipe) == VTON_STATUS_FILE_NOT_FOUND
+              && pipe == NULL, "load from a missing folder");
+        CHECK(vton_pipeline_load(VTON_METHOD_CATVTON, NULL, NULL, &pipe) == VTON_STATUS_NULL_ARGUMENT, "NULL dir");
+        s = vton_pipeline_load(VTON_METHOD_CATVTON, weights, NULL, &pipe);
+        CHECK(s == VTON_STATUS_OK && pipe != NULL, "load pipeline: %s", vton_last_error_message());
+        vton_diffusion_params prm = vton_diffusion_params_default();
+        prm.steps = 3; prm.height = 64; prm.width = 48; prm.seed = 9;
+        int stop_at = 0;
+        vton_result *dr = NULL;
+        calls = 0;
+        s = vton_try_on_diffusion(pipe, in, &prm, on_progress, &stop_at, &dr);
+        CHECK(s == VTON_STATUS_OK && dr != NULL, "diffusion try-on: %s", vton_last_error_message());
+        CHECK(calls == 3, "progress called %d times", calls);
+        vton_image *di = NULL;
+        if (dr) {
+            CHECK(vton_result_get(dr, VTON_OUTPUT_IMAGE, &di) == VTON_STATUS_OK, "get diffusion image");
+            CHECK(vton_image_width(di) == pw && vton_image_height(di) == ph, "diffusion result size");
+        }
+        stop_at = 2; calls = 0;
+        vton_result *cr = NULL;
+        s = vton_try_on_diffusion(pipe, in, &prm, on_progress, &stop_at, &cr);
+        CHECK(s == VTON_STATUS_CANCELLED && cr == NULL && calls == 2, "cancel: status %d after %d calls", (int)s, calls);
+        prm.steps = 0;
+        CHECK(vton_try_on_diffusion(pipe, in, &prm, NULL, NULL, &cr) == VTON_STATUS_INVALID_ARGUMENT, "0 steps");
+        CHECK(vton_try_on_diffusion(pipe, in, NULL, NULL, NULL, &cr) == VTON_STATUS_NULL_ARGUMENT, "NULL params");
+        vton_image_free(di);
+        vton_result_free(dr);
+        vton_pipeline_free(pipe);
+        vton_pipeline_free(NULL);
+    }
     CHECK(vton_inputs_set_person_mask(in, pm, pw / 2, ph / 2) == VTON_STATUS_OK, "set small mask");
     vton_result *res2 = NULL;
     s = vton_try_on_geometric(in, &res2);

@@ -13,6 +13,9 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use vton_core::io::{Mask, PersonSelection, Pose, RgbImage};
+use vton_core::pipelines::diffusion::{
+    Control, DiffusionMethod, DiffusionTryOn, DiffusionTryOnSettings, Progress, SamplingOptions,
+};
 use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs, TryOnOutput};
 use vton_core::{default_device, VtonError};
 
@@ -32,6 +35,11 @@ pub enum vton_status {
     VTON_STATUS_NUMERICAL = 9,
     VTON_STATUS_PANIC = 10,
     VTON_STATUS_OTHER = 11,
+    /// A checkpoint or model config is unreadable or does not fit (missing or unexpected
+    /// keys, wrong shapes).
+    VTON_STATUS_CHECKPOINT = 12,
+    /// The progress callback asked to stop.
+    VTON_STATUS_CANCELLED = 13,
 }
 
 use vton_status::*;
@@ -59,6 +67,12 @@ fn status_of(e: &VtonError) -> vton_status {
         VtonError::InvalidArgument { .. } | VtonError::Image { .. } | VtonError::Json { .. } => {
             VTON_STATUS_INVALID_ARGUMENT
         }
+        VtonError::Checkpoint { .. }
+        | VtonError::MissingWeights { .. }
+        | VtonError::UnexpectedWeights { .. }
+        | VtonError::WeightShape { .. }
+        | VtonError::Config { .. } => VTON_STATUS_CHECKPOINT,
+        VtonError::Cancelled { .. } => VTON_STATUS_CANCELLED,
         _ => VTON_STATUS_OTHER,
     }
 }
@@ -324,22 +338,162 @@ pub unsafe extern "C" fn vton_try_on_geometric(
         if out.is_null() {
             return Err(null("out"));
         }
-        let missing = |what: &str| {
-            (
-                VTON_STATUS_INVALID_ARGUMENT,
-                format!("{what} was not set on the inputs"),
-            )
-        };
-        let t = TryOnInputs {
-            person: inp.person.clone().ok_or_else(|| missing("person"))?,
-            pose: inp.pose.clone().ok_or_else(|| missing("keypoints"))?,
-            person_mask: inp.person_mask.clone(),
-            parse: None,
-            garment: inp.garment.clone().ok_or_else(|| missing("garment"))?,
-            garment_mask: inp.garment_mask.clone(),
-            category: Default::default(),
-        };
+        let t = try_on_inputs(inp)?;
         let r = core(GeometricTryOn::default().run(&t, &default_device()))?;
+        *out = Box::into_raw(Box::new(vton_result { out: r }));
+        Ok(())
+    })
+}
+
+fn try_on_inputs(inp: &vton_inputs) -> Result<TryOnInputs, (vton_status, String)> {
+    let missing = |what: &str| {
+        (
+            VTON_STATUS_INVALID_ARGUMENT,
+            format!("{what} was not set on the inputs"),
+        )
+    };
+    Ok(TryOnInputs {
+        person: inp.person.clone().ok_or_else(|| missing("person"))?,
+        pose: inp.pose.clone().ok_or_else(|| missing("keypoints"))?,
+        person_mask: inp.person_mask.clone(),
+        parse: None,
+        garment: inp.garment.clone().ok_or_else(|| missing("garment"))?,
+        garment_mask: inp.garment_mask.clone(),
+        category: Default::default(),
+    })
+}
+
+/// A loaded latent-diffusion try-on pipeline (opaque).
+pub struct vton_pipeline {
+    inner: DiffusionTryOn,
+}
+
+/// Which diffusion try-on to load.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum vton_method {
+    /// CatVTON: concatenation try-on on an inpainting U-Net.
+    VTON_METHOD_CATVTON = 0,
+    /// Geometric warp pasted into the agnostic person, repainted by an inpainting U-Net.
+    VTON_METHOD_INPAINT = 1,
+}
+
+/// Sampling parameters; start from [`vton_diffusion_params_default`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct vton_diffusion_params {
+    /// Denoising steps (>= 1).
+    pub steps: u32,
+    /// Classifier-free guidance scale (<= 1: no guidance).
+    pub guidance: f32,
+    /// Seed of the initial noise and stochastic steps.
+    pub seed: u64,
+    /// DDIM eta.
+    pub eta: f32,
+    /// Inpaint only: > 0 starts from the noised warped composite with this strength.
+    pub strength: f32,
+    /// Working resolution; 0 = the person's size rounded down to multiples of 64.
+    pub height: u32,
+    pub width: u32,
+}
+
+/// Progress callback: called after each step with (step, total, user); return non-zero to
+/// cancel (the run then fails with `VTON_STATUS_CANCELLED`).
+pub type vton_progress_fn = Option<unsafe extern "C" fn(u32, u32, *mut std::ffi::c_void) -> i32>;
+
+/// Default parameters: 50 steps, guidance 2.5, seed 0, eta 0, no strength, person size.
+#[no_mangle]
+pub extern "C" fn vton_diffusion_params_default() -> vton_diffusion_params {
+    vton_diffusion_params {
+        steps: 50,
+        guidance: 2.5,
+        seed: 0,
+        eta: 0.0,
+        strength: 0.0,
+        height: 0,
+        width: 0,
+    }
+}
+
+/// Loads a diffusers inpainting pipeline folder (`vae/`, `unet/`, `scheduler/`);
+/// `attn_checkpoint` (CatVTON's attention weights, file or folder) may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vton_pipeline_load(
+    method: vton_method,
+    weights_dir: *const c_char,
+    attn_checkpoint: *const c_char,
+    out: *mut *mut vton_pipeline,
+) -> vton_status {
+    guard(|| {
+        let dir = path_arg(weights_dir, "weights_dir")?;
+        let attn = if attn_checkpoint.is_null() {
+            None
+        } else {
+            Some(path_arg(attn_checkpoint, "attn_checkpoint")?)
+        };
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let m = match method {
+            vton_method::VTON_METHOD_CATVTON => DiffusionMethod::CatVTON,
+            vton_method::VTON_METHOD_INPAINT => DiffusionMethod::Inpaint,
+        };
+        let p = core(DiffusionTryOn::load(
+            m,
+            std::path::Path::new(&dir),
+            attn.as_deref().map(std::path::Path::new),
+            &default_device(),
+        ))?;
+        *out = Box::into_raw(Box::new(vton_pipeline { inner: p }));
+        Ok(())
+    })
+}
+
+/// Frees a pipeline (NULL is ignored).
+#[no_mangle]
+pub unsafe extern "C" fn vton_pipeline_free(pipeline: *mut vton_pipeline) {
+    if !pipeline.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(pipeline))));
+    }
+}
+
+/// Runs a diffusion try-on on the inputs (person, keypoints, person mask, garment, optional
+/// garment mask). The result holds the image (at the person's size) and the geometric
+/// intermediates. `progress` may be NULL; `user` is passed to it.
+#[no_mangle]
+pub unsafe extern "C" fn vton_try_on_diffusion(
+    pipeline: *mut vton_pipeline,
+    inputs: *const vton_inputs,
+    params: *const vton_diffusion_params,
+    progress: vton_progress_fn,
+    user: *mut std::ffi::c_void,
+    out: *mut *mut vton_result,
+) -> vton_status {
+    guard(|| {
+        let pipe = pipeline.as_mut().ok_or_else(|| null("pipeline"))?;
+        let inp = inputs.as_ref().ok_or_else(|| null("inputs"))?;
+        let prm = params.as_ref().ok_or_else(|| null("params"))?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let t = try_on_inputs(inp)?;
+        let settings = DiffusionTryOnSettings {
+            sampling: SamplingOptions {
+                steps: prm.steps as usize,
+                guidance_scale: prm.guidance,
+                seed: prm.seed,
+                eta: prm.eta,
+                ..Default::default()
+            },
+            size: (prm.height > 0 || prm.width > 0)
+                .then_some((prm.height as usize, prm.width as usize)),
+            strength: (prm.strength > 0.0).then_some(prm.strength),
+        };
+        let mut cb = |p: Progress| match progress {
+            Some(f) if f(p.step as u32, p.total as u32, user) != 0 => Control::Cancel,
+            _ => Control::Continue,
+        };
+        let r = core(pipe.inner.try_on(&t, &settings, &mut cb))?;
         *out = Box::into_raw(Box::new(vton_result { out: r }));
         Ok(())
     })

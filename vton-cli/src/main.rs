@@ -165,27 +165,19 @@ fn try_on(args: TryOnArgs) -> Result<()> {
     )?;
     inputs.category = GarmentCategory::from_name(&args.category)?;
     let device = device_from_name(&args.device)?;
-    let geo = GeometricTryOn::default().run(&inputs, &device)?;
-    let (image, out) = match args.method.as_str() {
-        "geometric" => (geo.image.clone(), geo),
-        "catvton" | "inpaint" => {
+    let out = match args.method.as_str() {
+        "geometric" => GeometricTryOn::default().run(&inputs, &device)?,
+        _ => {
             let weights = args.weights.as_ref().ok_or_else(|| {
                 VtonError::invalid(
                     "--weights",
                     format!("method {} needs a pipeline folder", args.method),
                 )
             })?;
-            let img = diffusion::run(&args, weights, &inputs, &geo, &device)?;
-            (img, geo)
-        }
-        other => {
-            return Err(VtonError::invalid(
-                "--method",
-                format!("'{other}' is not one of geometric, catvton, inpaint"),
-            ))
+            diffusion::run(&args, weights, &inputs, &device)?
         }
     };
-    image.save_png(&args.out)?;
+    out.image.save_png(&args.out)?;
     println!("wrote {}", args.out.display());
     if let Some(dir) = args.save_intermediates {
         out.agnostic_mask.save_png(dir.join("agnostic_mask.png"))?;
@@ -196,7 +188,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
     }
     if let Some(p) = panel_path {
         panel(
-            &[&inputs.person, &inputs.garment, &image],
+            &[&inputs.person, &inputs.garment, &out.image],
             inputs.person.height,
         )
         .save_png(&p)?;

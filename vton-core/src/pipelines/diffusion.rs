@@ -575,3 +575,138 @@ impl InpaintTryOnPipeline {
         })
     }
 }
+
+/// Which latent-diffusion try-on a [`DiffusionTryOn`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffusionMethod {
+    CatVTON,
+    Inpaint,
+}
+
+impl DiffusionMethod {
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "catvton" => Ok(DiffusionMethod::CatVTON),
+            "inpaint" => Ok(DiffusionMethod::Inpaint),
+            other => Err(VtonError::invalid(
+                "method",
+                format!("'{other}' is not one of catvton, inpaint"),
+            )),
+        }
+    }
+}
+
+/// Settings of [`DiffusionTryOn::try_on`] beyond [`SamplingOptions`].
+#[derive(Debug, Clone, Default)]
+pub struct DiffusionTryOnSettings {
+    pub sampling: SamplingOptions,
+    /// Working resolution `(height, width)`; `None`: the person's size rounded down to
+    /// multiples of 64.
+    pub size: Option<(usize, usize)>,
+    /// Inpaint only: start from the noised warped composite with this strength.
+    pub strength: Option<f32>,
+}
+
+/// A photo-level latent-diffusion try-on: the foundation's masks and geometric warp feed
+/// the chosen pipeline, and the result comes back at the person's size, with the
+/// geometric intermediates (agnostic mask, warped garment and mask).
+pub enum DiffusionTryOn {
+    CatVTON(CatVTONPipeline),
+    Inpaint(InpaintTryOnPipeline),
+}
+
+impl DiffusionTryOn {
+    /// Loads a diffusers inpainting pipeline folder (and CatVTON's attention weights).
+    pub fn load(
+        method: DiffusionMethod,
+        weights: &Path,
+        attn_checkpoint: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(match method {
+            DiffusionMethod::CatVTON => DiffusionTryOn::CatVTON(CatVTONPipeline::from_pretrained(
+                weights,
+                attn_checkpoint,
+                device,
+            )?),
+            DiffusionMethod::Inpaint => {
+                if attn_checkpoint.is_some() {
+                    return Err(VtonError::invalid(
+                        "attn_checkpoint",
+                        "only the catvton method loads an attention checkpoint",
+                    ));
+                }
+                DiffusionTryOn::Inpaint(InpaintTryOnPipeline::from_pretrained(weights, device)?)
+            }
+        })
+    }
+
+    fn device(&self) -> Device {
+        match self {
+            DiffusionTryOn::CatVTON(p) => p.parts.device.clone(),
+            DiffusionTryOn::Inpaint(p) => p.parts.device.clone(),
+        }
+    }
+
+    /// Runs the try-on on photo inputs.
+    pub fn try_on(
+        &mut self,
+        inputs: &crate::pipelines::geometric::TryOnInputs,
+        settings: &DiffusionTryOnSettings,
+        callback: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<crate::pipelines::geometric::TryOnOutput> {
+        use crate::io::{RgbImage, ValueRange};
+        let device = self.device();
+        let mut geo =
+            crate::pipelines::geometric::GeometricTryOn::default().run(inputs, &device)?;
+        let (h, w) = match settings.size {
+            Some((h, w)) if h > 0 && w > 0 => (h, w),
+            Some(s) => return Err(VtonError::invalid("size", format!("{s:?} has a zero side"))),
+            None => {
+                let (h, w) = (
+                    inputs.person.height / 64 * 64,
+                    inputs.person.width / 64 * 64,
+                );
+                if h == 0 || w == 0 {
+                    return Err(VtonError::invalid("person", "is smaller than 64x64 pixels"));
+                }
+                (h, w)
+            }
+        };
+        let person = inputs
+            .person
+            .resize(w, h)
+            .to_tensor(&device, ValueRange::ZeroOne);
+        let mask = geo
+            .agnostic_mask
+            .resize(w, h)
+            .binarized()
+            .to_tensor(&device);
+        let out = match self {
+            DiffusionTryOn::CatVTON(p) => {
+                let garment = inputs
+                    .garment
+                    .fit_padded(w, h, [1.0, 1.0, 1.0])
+                    .to_tensor(&device, ValueRange::ZeroOne);
+                p.run(person, garment, mask, &settings.sampling, callback)?
+            }
+            DiffusionTryOn::Inpaint(p) => {
+                let inp = InpaintInputs {
+                    person,
+                    mask,
+                    warped_garment: geo
+                        .warped_garment
+                        .resize(w, h)
+                        .to_tensor(&device, ValueRange::ZeroOne),
+                    warped_mask: geo.warped_mask.resize(w, h).binarized().to_tensor(&device),
+                    encoder_hidden_states: None,
+                    start_from_warped: settings.strength,
+                };
+                p.run(&inp, &settings.sampling, callback)?
+            }
+        };
+        let img = RgbImage::from_tensor(out, ValueRange::ZeroOne)?;
+        geo.image = img.resize(inputs.person.width, inputs.person.height);
+        Ok(geo)
+    }
+}
