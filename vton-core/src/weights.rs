@@ -104,6 +104,13 @@ impl Checkpoint {
             Self::open_pickle(path)?
         };
         ck.unwrap_wrappers();
+        if ck.is_empty() {
+            return Err(checkpoint_err(
+                path,
+                "holds no tensors (objects the pickle reader does not interpret, such as \
+                 calls to arbitrary functions, are skipped and never executed)",
+            ));
+        }
         Ok(ck)
     }
 

@@ -203,3 +203,126 @@ fn unet_inpainting_9ch_matches_diffusers() {
 fn unet_text_4ch_matches_diffusers() {
     unet_case("diffusers_unet_text");
 }
+
+#[test]
+fn models_load_from_every_published_layout() {
+    let dev = test_device();
+    let t = read_safetensors(&fixture("diffusers_vae.safetensors"));
+    let x = tensor::<4>(&t, "input.x", &dev);
+    let want = &t["output.posterior_mean"].1;
+    // torch.save'd .bin (zip pickle), read without running code.
+    let bin = AutoencoderKL::from_pretrained(fixture("diffusers_vae_bin"), &dev).unwrap();
+    assert_close(
+        "bin",
+        &values(bin.encode(x.clone()).unwrap().mean),
+        want,
+        1e-4,
+        1e-4,
+    );
+    // A pipeline folder (model_index.json + vae/ + unet/ + scheduler/).
+    let pipe = AutoencoderKL::from_pretrained(fixture("tiny_inpaint_pipeline"), &dev).unwrap();
+    assert_close(
+        "pipeline",
+        &values(pipe.encode(x.clone()).unwrap().mean),
+        want,
+        1e-4,
+        1e-4,
+    );
+    // One safetensors file with the whole pipeline under vae./unet. prefixes.
+    let cfg: vton_core::models::AutoencoderKLConfig = serde_json::from_str(
+        &std::fs::read_to_string(fixture("diffusers_vae_pretrained/config.json")).unwrap(),
+    )
+    .unwrap();
+    let single = fixture("tiny_pipeline_single_file.safetensors");
+    let v = AutoencoderKL::from_single_file(&single, Some(&cfg), &dev).unwrap();
+    assert_close(
+        "single",
+        &values(v.encode(x).unwrap().mean),
+        want,
+        1e-4,
+        1e-4,
+    );
+    let ucfg: vton_core::models::UNet2DConditionConfig = serde_json::from_str(
+        &std::fs::read_to_string(fixture("diffusers_unet_inpaint_pretrained/config.json")).unwrap(),
+    )
+    .unwrap();
+    let u = UNet2DConditionModel::from_single_file(&single, Some(&ucfg), &dev).unwrap();
+    let tu = read_safetensors(&fixture("diffusers_unet_inpaint.safetensors"));
+    let out = u
+        .forward(
+            tensor(&tu, "input.sample", &dev),
+            999i64,
+            Some(&tensor(&tu, "input.encoder_hidden_states", &dev)),
+        )
+        .unwrap();
+    assert_close(
+        "single unet",
+        &values(out),
+        &tu["output.sample_t999"].1,
+        1e-4,
+        1e-4,
+    );
+}
+
+#[test]
+fn encoder_features_and_decoder_skips() {
+    let dev = test_device();
+    let t = read_safetensors(&fixture("diffusers_vae.safetensors"));
+    let vae = AutoencoderKL::from_pretrained(fixture("diffusers_vae_pretrained"), &dev).unwrap();
+    let (post, feats) = vae
+        .encode_with_features(tensor::<4>(&t, "input.x", &dev), true)
+        .unwrap();
+    // conv_in output, then one per down block: 32x64x64 (conv_in), 32x32x32, 64x32x32.
+    let dims: Vec<[usize; 4]> = feats.down.iter().map(|f| f.dims()).collect();
+    assert_eq!(
+        dims,
+        vec![[1, 32, 64, 64], [1, 32, 32, 32], [1, 64, 32, 32]]
+    );
+    assert_close(
+        "mean",
+        &values(post.mean.clone()),
+        &t["output.posterior_mean"].1,
+        1e-4,
+        1e-4,
+    );
+    // Zero skips change nothing; non-zero skips at the coarsest up block do.
+    let z = post.mode();
+    let zero = vec![burn::tensor::Tensor::<4>::zeros([1, 64, 32, 32], &dev)];
+    let plain = values(vae.decode(z.clone()).unwrap());
+    assert_eq!(
+        values(vae.decode_with_skips(z.clone(), Some(&zero)).unwrap()),
+        plain
+    );
+    let ones = vec![burn::tensor::Tensor::<4>::ones([1, 64, 32, 32], &dev)];
+    assert_ne!(
+        values(vae.decode_with_skips(z, Some(&ones)).unwrap()),
+        plain
+    );
+}
+
+#[test]
+fn bad_checkpoint_files_are_typed_errors() {
+    let marker = std::path::Path::new("/tmp/vton_pwned");
+    let _ = std::fs::remove_file(marker);
+    // A pickle whose REDUCE calls os.system: refused, and nothing ran.
+    match Checkpoint::open(fixture("malicious.pth")) {
+        Err(VtonError::Checkpoint { message, .. }) => {
+            assert!(message.contains("no tensors"), "{message}")
+        }
+        other => panic!("expected Checkpoint error, got {other:?}"),
+    }
+    assert!(!marker.exists(), "the pickle's code ran");
+    // Truncated safetensors, a JSON file, a missing file.
+    assert!(matches!(
+        Checkpoint::open(fixture("truncated.safetensors")),
+        Err(VtonError::Checkpoint { .. })
+    ));
+    assert!(matches!(
+        Checkpoint::open(fixture("diffusers_vae.json")),
+        Err(VtonError::Checkpoint { .. })
+    ));
+    assert!(matches!(
+        Checkpoint::open(fixture("nope.pth")),
+        Err(VtonError::FileNotFound { .. })
+    ));
+}

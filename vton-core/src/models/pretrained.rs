@@ -132,3 +132,13 @@ pub fn python_json(text: &str) -> String {
     }
     out
 }
+
+/// When the checkpoint holds keys under `prefix` (e.g. `vae.` in a whole-pipeline file),
+/// keeps only those, without the prefix; otherwise returns it unchanged.
+pub fn select_prefix(ckpt: Checkpoint, prefix: &str) -> Checkpoint {
+    if ckpt.keys().any(|k| k.starts_with(prefix)) {
+        ckpt.map_keys(|k| k.strip_prefix(prefix).map(String::from))
+    } else {
+        ckpt
+    }
+}

@@ -358,6 +358,23 @@ impl UNet2DConditionModel {
         Ok(Self::load(&config, &ckpt, device, false)?.0)
     }
 
+    /// Loads from one safetensors / pickle file with diffusers keys, either bare or under a
+    /// `unet.` prefix (a whole pipeline in one file). The config is `config`, else a
+    /// `config.json` beside the file.
+    pub fn from_single_file(
+        path: impl AsRef<Path>,
+        config: Option<&UNet2DConditionConfig>,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let config = match config {
+            Some(c) => c.clone(),
+            None => read_config(&path.with_file_name("config.json"))?,
+        };
+        let ckpt = super::pretrained::select_prefix(Checkpoint::open(path)?, "unet.");
+        Ok(Self::load(&config, &ckpt, device, false)?.0)
+    }
+
     /// Builds from a config and a checkpoint with diffusers keys. With `partial`, missing
     /// tensors are zeros and listed in the report instead of failing.
     pub fn load(

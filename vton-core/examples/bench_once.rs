@@ -1,0 +1,60 @@
+//! One timed run of a benchmark workload with the process's peak memory, for
+//! scripts/bench/compare.sh (criterion gives the distribution; this gives the memory).
+//!
+//!     cargo run --release -p vton-core --example bench_once -- target/bench vae_decode
+
+use std::time::Instant;
+
+use vton_core::models::{AutoencoderKL, UNet2DConditionModel};
+use vton_core::{default_device, rng::randn};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() -> vton_core::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (root, what) = (
+        args.get(1).map_or("target/bench", |s| s),
+        args.get(2).map_or("vae_decode", |s| s),
+    );
+    let dev = default_device();
+    let mut times = Vec::new();
+    if what == "vae_decode" {
+        let vae = AutoencoderKL::from_pretrained(format!("{root}/sd15_vae"), &dev)?;
+        let z = randn([1, 4, 64, 48], 0, &dev);
+        for _ in 0..6 {
+            let t = Instant::now();
+            let _ = vae.decode(z.clone())?.into_data();
+            times.push(t.elapsed().as_secs_f64());
+        }
+    } else {
+        let unet =
+            UNet2DConditionModel::from_pretrained(format!("{root}/sd15_inpaint_unet"), &dev)?;
+        let x = randn([1, 9, 64, 48], 1, &dev);
+        let ehs = randn([1, 77, 768], 2, &dev);
+        for _ in 0..6 {
+            let t = Instant::now();
+            let _ = unet.forward(x.clone(), 500i64, Some(&ehs))?.into_data();
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut rest = times[1..].to_vec(); // first run is the warm-up
+    rest.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{{\"impl\": \"vton\", \"what\": \"{what}\", \"threads\": {}, \"median_s\": {}, \"peak_rss_mib\": {}}}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        rest[rest.len() / 2],
+        peak_rss_mib()
+    );
+    Ok(())
+}
