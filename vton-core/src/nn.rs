@@ -45,29 +45,26 @@ pub fn conv2d(
 /// `nn.Linear(din, dout, bias)`; PyTorch stores `[dout, din]`, burn uses `[din, dout]`.
 pub fn linear(l: &Loader, name: &str, din: usize, dout: usize, bias: bool) -> Result<Linear> {
     let l = l.sub(name);
-    let w = l.tensor("weight", [dout, din])?;
+    let v = l.values("weight", [dout, din])?;
+    // Transposed on the host, once, into burn's [din, dout] layout.
+    let mut t = vec![0f32; dout * din];
+    for i in 0..dout {
+        for j in 0..din {
+            t[j * dout + i] = v[i * din + j];
+        }
+    }
     let bias = if bias {
         Some(l.param("bias", [dout])?)
     } else {
         None
     };
     Ok(Linear {
-        weight: Param::from_tensor(transpose_2d(w)?),
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [din, dout]),
+            l.device(),
+        )),
         bias,
     })
-}
-
-fn transpose_2d(w: Tensor<2>) -> Result<Tensor<2>> {
-    let [r, c] = w.dims();
-    let dev = w.device();
-    let v = crate::io::image::tensor_to_vec(w)?;
-    let mut t = vec![0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            t[j * r + i] = v[i * c + j];
-        }
-    }
-    Ok(Tensor::from_data(TensorData::new(t, [c, r]), &dev))
 }
 
 /// `nn.GroupNorm(groups, channels, eps, affine=True)`.

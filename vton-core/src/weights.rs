@@ -27,8 +27,10 @@ use crate::error::{Result, VtonError};
 
 #[derive(Clone)]
 enum Source {
-    Mapped {
-        map: Arc<memmap2::Mmap>,
+    /// A byte range of a safetensors file, read on demand (positioned reads, so the
+    /// file's pages do not stay resident next to the tensors built from them).
+    File {
+        file: Arc<std::fs::File>,
         start: usize,
         end: usize,
         dtype: safetensors::Dtype,
@@ -136,19 +138,35 @@ impl Checkpoint {
     }
 
     fn open_safetensors(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
-        // SAFETY: the map is read-only; a file truncated while mapped is the user's
-        // concurrent modification, as with every memory-mapped reader.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| VtonError::io(path, e))?;
-        let (header, meta) = safetensors::SafeTensors::read_metadata(&map)
-            .map_err(|e| checkpoint_err(path, format!("not a valid safetensors file: {e}")))?;
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
+        let len = f.metadata().map_err(|e| VtonError::io(path, e))?.len() as usize;
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n)
+            .map_err(|_| checkpoint_err(path, "shorter than a safetensors header"))?;
+        let header_len = u64::from_le_bytes(n) as usize;
+        if header_len > 100_000_000 || 8 + header_len > len {
+            return Err(checkpoint_err(
+                path,
+                "safetensors header length is out of range (truncated or not safetensors)",
+            ));
+        }
+        let mut head = vec![0u8; 8 + header_len];
+        head[..8].copy_from_slice(&n);
+        f.read_exact(&mut head[8..])
+            .map_err(|e| checkpoint_err(path, format!("cannot read the header: {e}")))?;
+        // read_metadata wants the whole buffer for its bounds check; give it the header
+        // and check the data extent against the file length ourselves.
+        let meta: safetensors::tensor::Metadata = serde_json::from_slice(&head[8..])
+            .map_err(|e| checkpoint_err(path, format!("not a valid safetensors header: {e}")))?;
+        let header = header_len;
         let data_start = 8 + header;
-        let map = Arc::new(map);
+        let map = Arc::new(f);
         let file = Arc::new(path.to_path_buf());
         let mut entries = BTreeMap::new();
         for (name, info) in meta.tensors() {
             let (s, e) = info.data_offsets;
-            if data_start + e > map.len() {
+            if s > e || data_start + e > len {
                 return Err(checkpoint_err(
                     path,
                     format!("tensor {name} lies past the end of the file (truncated?)"),
@@ -158,8 +176,8 @@ impl Checkpoint {
                 name.clone(),
                 Entry {
                     shape: info.shape.clone(),
-                    source: Source::Mapped {
-                        map: map.clone(),
+                    source: Source::File {
+                        file: map.clone(),
                         start: data_start + s,
                         end: data_start + e,
                         dtype: info.dtype,
@@ -280,13 +298,19 @@ impl Checkpoint {
             })?;
         let n: usize = e.shape.iter().product();
         let values = match &e.source {
-            Source::Mapped {
-                map,
+            Source::File {
+                file,
                 start,
                 end,
                 dtype,
-            } => convert_safetensors(&map[*start..*end], *dtype, n)
-                .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?,
+            } => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; end - start];
+                file.read_exact_at(&mut buf, *start as u64)
+                    .map_err(|err| checkpoint_err(&e.file, format!("{key}: {err}")))?;
+                convert_safetensors(&buf, *dtype, n)
+                    .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?
+            }
             Source::Pickle(t) => {
                 let bytes = t
                     .read()
@@ -456,12 +480,22 @@ impl<'c> Loader<'c> {
 
     /// Reads `name` as a tensor of the expected shape.
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let values = self.values(name, shape)?;
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            &self.device,
+        ))
+    }
+
+    /// Reads `name`'s values (row-major) after checking its shape; zeros for a missing
+    /// tensor in a partial load.
+    pub fn values<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Vec<f32>> {
         let key = self.key(name);
         match self.ckpt.shape(&key) {
             None => {
                 if self.partial {
                     self.state.borrow_mut().missing.push(key);
-                    return Ok(Tensor::zeros(shape, &self.device));
+                    return Ok(vec![0.0; shape.iter().product()]);
                 }
                 Err(VtonError::MissingWeights {
                     source_name: self.ckpt.name.clone(),
@@ -470,8 +504,6 @@ impl<'c> Loader<'c> {
                 })
             }
             Some(found) => {
-                // A trailing/leading 1 can differ in published files (e.g. [C] vs [1, C]
-                // never occurs for the same op); require the exact element layout.
                 if found != shape.as_slice() {
                     return Err(VtonError::WeightShape {
                         key,
@@ -481,10 +513,7 @@ impl<'c> Loader<'c> {
                 }
                 let values = self.ckpt.read_f32(&key)?;
                 self.state.borrow_mut().used.insert(key);
-                Ok(Tensor::from_data(
-                    TensorData::new(values, shape),
-                    &self.device,
-                ))
+                Ok(values)
             }
         }
     }
