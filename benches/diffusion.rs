@@ -3,7 +3,7 @@
 //! (the same files diffusers is timed on by scripts/bench/compare.sh).
 //!
 //!     python scripts/bench/make_sd15_random.py target/bench
-//!     cargo bench -p vton-core --bench diffusion
+//!     cargo bench -p vton-benches --bench diffusion
 //!
 //! `VTON_BENCH_DIR` overrides `target/bench`. Without the files the bench says so and
 //! measures nothing.

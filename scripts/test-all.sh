@@ -9,7 +9,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=never
 
 echo "== cargo test (workspace, release profile)"
-cargo test --release --workspace --exclude vton-py
+cargo test --release --workspace --exclude vton-py --exclude vton-benches
 
 echo "== C API: libvton (shared + static) and header"
 cargo build --release -p vton-capi
@@ -38,7 +38,7 @@ fi
 # Leak check: definite leaks fail; the "possibly lost" blocks of burn's global device
 # registry and rayon's thread pool (alive until exit by design) are not errors.
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
-  ./target/ctest/test_tryon examples target/ctest tests/fixtures/tiny_inpaint_pipeline
+  ./target/ctest/test_tryon examples target/ctest tests/fixtures/tiny_inpaint_pipeline leak
 
 echo "== Python: wheel into a fresh virtual environment, pytest"
 rm -rf target/venv

@@ -40,6 +40,6 @@ Workloads: \`vae_decode\` = AutoencoderKL.decode of a 1x4x64x48 latent (a 512x38
 \`unet_step\` = one UNet2DConditionModel call on 1x9x64x48 with 77x768 encoder states.
 
 Made with: \`TORCH_PY=/path/to/python scripts/bench/compare.sh\`. The same workloads as
-criterion benchmarks: \`cargo bench -p vton-core --bench diffusion\`.
+criterion benchmarks: \`cargo bench -p vton-benches --bench diffusion\`.
 MD
 cat docs/benchmarks.md
