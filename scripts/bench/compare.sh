@@ -31,7 +31,7 @@ Random-weight Stable Diffusion 1.5 VAE and SD 1.5-inpainting U-Net (published co
 scripts/bench/make_sd15_random.py), identical files for both; float32; $THREADS threads
 (RAYON_NUM_THREADS / torch.set_num_threads); median of 5 runs after a warm-up; peak RSS of
 the whole process (model load included). Machine: $CPU, $(nproc) cores. Reference:
-$TORCH. vton: burn 0.22.1, flex backend (rayon + simd).
+$TORCH. vton: burn 0.22.1, flex backend (rayon + simd + x86-v4).
 
 | workload | vton time | diffusers time | time ratio (vton / diffusers) | vton peak RSS | diffusers peak RSS | memory ratio |
 |---|---|---|---|---|---|---|
