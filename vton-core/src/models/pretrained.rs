@@ -142,3 +142,17 @@ pub fn select_prefix(ckpt: Checkpoint, prefix: &str) -> Checkpoint {
         ckpt
     }
 }
+
+/// Config and checkpoint of a model stored in one file: `config` or the `config.json`
+/// beside the file; keys bare or under `prefix` (a whole pipeline in one file).
+pub(crate) fn single_file<C: DeserializeOwned + Clone>(
+    path: &Path,
+    config: Option<&C>,
+    prefix: &str,
+) -> Result<(C, Checkpoint)> {
+    let config = match config {
+        Some(c) => c.clone(),
+        None => read_config(&path.with_file_name("config.json"))?,
+    };
+    Ok((config, select_prefix(Checkpoint::open(path)?, prefix)))
+}

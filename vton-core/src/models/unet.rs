@@ -366,12 +366,7 @@ impl UNet2DConditionModel {
         config: Option<&UNet2DConditionConfig>,
         device: &Device,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let config = match config {
-            Some(c) => c.clone(),
-            None => read_config(&path.with_file_name("config.json"))?,
-        };
-        let ckpt = super::pretrained::select_prefix(Checkpoint::open(path)?, "unet.");
+        let (config, ckpt) = super::pretrained::single_file(path.as_ref(), config, "unet.")?;
         Ok(Self::load(&config, &ckpt, device, false)?.0)
     }
 

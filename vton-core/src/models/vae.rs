@@ -385,12 +385,7 @@ impl AutoencoderKL {
         config: Option<&AutoencoderKLConfig>,
         device: &Device,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let config = match config {
-            Some(c) => c.clone(),
-            None => read_config(&path.with_file_name("config.json"))?,
-        };
-        let ckpt = super::pretrained::select_prefix(Checkpoint::open(path)?, "vae.");
+        let (config, ckpt) = super::pretrained::single_file(path.as_ref(), config, "vae.")?;
         Ok(Self::load(&config, &ckpt, device, false)?.0)
     }
 

@@ -77,17 +77,9 @@ impl DDPMScheduler {
         Self::new(parse(v, "DDPMScheduler config")?)
     }
 
+    /// Reads `scheduler_config.json` (a file, its folder or a pipeline folder).
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<Self> {
-        let file = find_config(path.as_ref())?;
-        let text = std::fs::read_to_string(&file).map_err(|e| VtonError::io(&file, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&crate::models::pretrained::python_json(&text)).map_err(|e| {
-                VtonError::Json {
-                    what: file.display().to_string(),
-                    message: e.to_string(),
-                }
-            })?;
-        Self::from_config(&v)
+        Self::from_config(&read_config_json(path.as_ref())?)
     }
 
     /// diffusers' `get_velocity`.

@@ -90,14 +90,19 @@ pub trait Scheduler: Send + Sync {
 /// Loads any supported scheduler from a `scheduler_config.json` (or a folder holding one,
 /// or a pipeline folder with `scheduler/`), choosing the class by `_class_name`.
 pub fn scheduler_from_pretrained(path: impl AsRef<Path>) -> Result<Box<dyn Scheduler>> {
-    let file = find_config(path.as_ref())?;
+    scheduler_from_config(&read_config_json(path.as_ref())?)
+}
+
+/// The JSON of `scheduler_config.json` found from `path` (Python's `Infinity` accepted).
+pub(crate) fn read_config_json(path: &Path) -> Result<serde_json::Value> {
+    let file = find_config(path)?;
     let text = std::fs::read_to_string(&file).map_err(|e| VtonError::io(&file, e))?;
-    let v: serde_json::Value = serde_json::from_str(&crate::models::pretrained::python_json(&text))
-        .map_err(|e| VtonError::Json {
+    serde_json::from_str(&crate::models::pretrained::python_json(&text)).map_err(|e| {
+        VtonError::Json {
             what: file.display().to_string(),
             message: e.to_string(),
-        })?;
-    scheduler_from_config(&v)
+        }
+    })
 }
 
 /// Builds a scheduler from a config value, choosing the class by `_class_name`
