@@ -328,7 +328,7 @@ impl Transformer2D {
         context: Option<&Tensor<3>>,
         proc: &dyn AttentionProcessor,
     ) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
+        let [b, _, h, w] = x.dims();
         let n = self.norm.forward(x.clone());
         let to_seq = |t: Tensor<4>| {
             let c = t.dims()[1];
@@ -349,7 +349,6 @@ impl Transformer2D {
             Projection::Conv(conv) => conv.forward(from_seq(seq)),
             Projection::Linear(lin) => from_seq(lin.forward(seq)),
         };
-        let _ = c;
         out + x
     }
 }

@@ -143,6 +143,15 @@ pub fn select_prefix(ckpt: Checkpoint, prefix: &str) -> Checkpoint {
     }
 }
 
+/// Config and checkpoint of a diffusers model folder (or a pipeline folder's `subfolder/`).
+pub(crate) fn pretrained<C: DeserializeOwned>(
+    path: &Path,
+    subfolder: &str,
+) -> Result<(C, Checkpoint)> {
+    let files = ModelFiles::find(path, subfolder)?;
+    Ok((read_config(&files.config)?, files.checkpoint()?))
+}
+
 /// Config and checkpoint of a model stored in one file: `config` or the `config.json`
 /// beside the file; keys bare or under `prefix` (a whole pipeline in one file).
 pub(crate) fn single_file<C: DeserializeOwned + Clone>(

@@ -14,7 +14,6 @@ use super::blocks::{
     load_downsample, upsample, ResnetBlock2D, ResnetOptions, TimeShift, Transformer2D,
     TransformerOptions,
 };
-use super::pretrained::{read_config, ModelFiles};
 use crate::error::{Result, VtonError};
 use crate::nn::{conv2d, group_norm, linear, silu};
 use crate::weights::{Checkpoint, LoadReport, Loader};
@@ -352,9 +351,8 @@ impl UNet2DConditionModel {
     /// Loads from a diffusers folder (`config.json` + `diffusion_pytorch_model.*`) or a
     /// pipeline folder with a `unet/` subfolder.
     pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let files = ModelFiles::find(path.as_ref(), "unet")?;
-        let config: UNet2DConditionConfig = read_config(&files.config)?;
-        let ckpt = files.checkpoint()?;
+        let (config, ckpt): (UNet2DConditionConfig, _) =
+            super::pretrained::pretrained(path.as_ref(), "unet")?;
         Ok(Self::load(&config, &ckpt, device, false)?.0)
     }
 

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use super::blocks::{
     load_downsample, upsample, ResnetBlock2D, ResnetOptions, SpatialSelfAttention, TimeShift,
 };
-use super::pretrained::{read_config, ModelFiles};
 use crate::error::{Result, VtonError};
 use crate::nn::{conv2d, group_norm, silu};
 use crate::weights::{Checkpoint, LoadReport, Loader};
@@ -371,9 +370,8 @@ impl AutoencoderKL {
     /// Loads from a diffusers folder (`config.json` + `diffusion_pytorch_model.*`), a
     /// pipeline folder with a `vae/` subfolder, or a `config.json`'s folder plus weights.
     pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let files = ModelFiles::find(path.as_ref(), "vae")?;
-        let config: AutoencoderKLConfig = read_config(&files.config)?;
-        let ckpt = files.checkpoint()?;
+        let (config, ckpt): (AutoencoderKLConfig, _) =
+            super::pretrained::pretrained(path.as_ref(), "vae")?;
         Ok(Self::load(&config, &ckpt, device, false)?.0)
     }
 

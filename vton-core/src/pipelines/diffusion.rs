@@ -313,8 +313,7 @@ impl CatVTONPipeline {
                 1,
             )
         });
-        let [_, lc, ch, cw] = cond.dims();
-        let _ = lc;
+        let [_, _, ch, cw] = cond.dims();
         let latents0 = p.initial_noise([b, p.vae.config.latent_channels, ch, cw], opts)?;
         p.scheduler.set_timesteps(opts.steps)?;
         let ts = p.scheduler.timesteps().to_vec();
@@ -346,10 +345,8 @@ pub fn load_catvton_attention(
     attn: &Path,
     device: &Device,
 ) -> Result<UNet2DConditionModel> {
-    let files = crate::models::pretrained::ModelFiles::find(unet_dir, "unet")?;
-    let config: crate::models::UNet2DConditionConfig =
-        crate::models::pretrained::read_config(&files.config)?;
-    let base = files.checkpoint()?;
+    let (config, base): (crate::models::UNet2DConditionConfig, _) =
+        crate::models::pretrained::pretrained(unet_dir, "unet")?;
     let attn_file = find_attention_file(attn)?;
     let ck = Checkpoint::open(&attn_file)?;
     let paths = attn1_paths(&config);

@@ -304,7 +304,6 @@ impl Scheduler for DPMSolverMultistepScheduler {
             && (self.config.euler_at_final
                 || (self.config.lower_order_final && n < 15)
                 || self.config.final_sigmas_type == "zero");
-        let lower_second = i + 2 == n && self.config.lower_order_final && n < 15;
         let m = self.convert(model_output, sample.clone(), i);
         let order = self.config.solver_order;
         self.model_outputs.rotate_left(1);
@@ -316,6 +315,8 @@ impl Scheduler for DPMSolverMultistepScheduler {
         let lambda_t = alpha_t.ln() - sigma_t.ln();
         let lambda_s0 = alpha_s0.ln() - sigma_s0.ln();
         let h = lambda_t - lambda_s0;
+        // With solver_order <= 2, diffusers' lower_order_second never changes the branch:
+        // second order runs whenever a previous output exists and this is not the end.
         let first_order = order == 1 || self.lower_order_nums < 1 || lower_final;
         let prev_sample = if first_order {
             if plus {
@@ -326,7 +327,6 @@ impl Scheduler for DPMSolverMultistepScheduler {
                     - m.clone().mul_scalar(sigma_t * (h.exp() - 1.0))
             }
         } else {
-            let _ = lower_second;
             let m1 = self.model_outputs[order - 2]
                 .clone()
                 .ok_or_else(|| VtonError::Backend {
