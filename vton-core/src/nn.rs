@@ -188,3 +188,112 @@ pub fn resize_nearest(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     let ci = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(cols, [w]), &dev);
     x.select(2, ri).select(3, ci)
 }
+
+/// The shape of `name.weight`, for widths a checkpoint decides (the original code
+/// hard-codes them, or the released checkpoint was trained with another width).
+pub fn weight_shape(l: &Loader, name: &str) -> Result<Vec<usize>> {
+    let key = format!("{name}.weight");
+    l.shape(&key).ok_or_else(|| VtonError::MissingWeights {
+        source_name: l.checkpoint().name().to_string(),
+        count: 1,
+        keys: l.key(&key),
+    })
+}
+
+/// Output channels of the convolution `name` (dimension 0 of its weight).
+pub fn out_channels(l: &Loader, name: &str) -> Result<usize> {
+    let s = weight_shape(l, name)?;
+    if s.len() != 4 {
+        return Err(VtonError::WeightShape {
+            key: l.key(&format!("{name}.weight")),
+            expected: vec![0, 0, 0, 0],
+            found: s,
+        });
+    }
+    Ok(s[0])
+}
+
+/// `F.relu`.
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    burn::tensor::activation::relu(x)
+}
+
+/// `F.leaky_relu(x, slope)`.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
+    burn::tensor::activation::leaky_relu(x, slope)
+}
+
+/// `F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)` (no antialiasing).
+pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    let [_, _, ih, iw] = x.dims();
+    if (ih, iw) == (h, w) {
+        return x;
+    }
+    burn::tensor::module::interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size([h, w]),
+    )
+}
+
+/// `nn.Upsample(scale_factor=2, mode="bilinear")` (align_corners False).
+pub fn up2_bilinear(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    resize_bilinear(x, 2 * h, 2 * w)
+}
+
+/// The normalisation layer a network was built with (`norm_layer` / `norm_type`).
+/// `nn.InstanceNorm2d(c)` (no parameters, per-instance statistics, eps 1e-5) when
+/// `batch` is `None`, else `nn.BatchNorm2d(c)` in eval mode.
+#[derive(Module, Debug)]
+pub struct Norm2d {
+    pub batch: Option<BatchNorm2d>,
+}
+
+/// Which normalisation a network uses, by its PyTorch option name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    Instance,
+    Batch,
+}
+
+impl NormKind {
+    /// `"instance"` / `"batch"` (also `nn.InstanceNorm2d` / `nn.BatchNorm2d`).
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "instance" | "instancenorm2d" | "nn.instancenorm2d" => Ok(NormKind::Instance),
+            "batch" | "batchnorm2d" | "nn.batchnorm2d" => Ok(NormKind::Batch),
+            _ => Err(VtonError::invalid(
+                "norm_layer",
+                format!("{name:?} is not one of \"instance\", \"batch\""),
+            )),
+        }
+    }
+
+    /// PyTorch's convention in these networks: convolutions carry a bias only when the
+    /// norm has no affine parameters of its own (`use_bias = norm_layer == InstanceNorm2d`).
+    pub fn conv_bias(self) -> bool {
+        self == NormKind::Instance
+    }
+
+    /// Loads the norm `name` with `channels` channels.
+    pub fn load(self, l: &Loader, name: &str, channels: usize) -> Result<Norm2d> {
+        Ok(match self {
+            NormKind::Instance => Norm2d { batch: None },
+            NormKind::Batch => Norm2d {
+                batch: Some(BatchNorm2d::load(l, name, channels, 1e-5)?),
+            },
+        })
+    }
+}
+
+impl Norm2d {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.batch {
+            None => instance_norm(x, 1e-5),
+            Some(bn) => bn.forward(x),
+        }
+    }
+}

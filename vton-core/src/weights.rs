@@ -50,6 +50,8 @@ struct Entry {
 pub struct Checkpoint {
     entries: BTreeMap<String, Entry>,
     name: String,
+    /// Wrapper prefixes removed at open, outermost first (see [`Checkpoint::rooted_at`]).
+    stripped: Vec<String>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -189,6 +191,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             entries,
             name: path.display().to_string(),
+            stripped: Vec::new(),
         })
     }
 
@@ -213,6 +216,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             entries,
             name: path.display().to_string(),
+            stripped: Vec::new(),
         })
     }
 
@@ -237,7 +241,34 @@ impl Checkpoint {
                 .into_iter()
                 .map(|(k, e)| (k[prefix.len()..].to_string(), e))
                 .collect();
+            self.stripped.push(head);
         }
+    }
+
+    /// Undoes wrapper unwrapping that went too far: a model whose own keys start with a
+    /// wrapper name (CP-VTON's `UnetGenerator` keeps everything under `model.model.`)
+    /// names one key it expects, and when that key is absent, the innermost removed
+    /// prefixes are put back until it is found.
+    pub fn rooted_at(mut self, probe: &str) -> Self {
+        if self.contains(probe) {
+            return self;
+        }
+        for k in 1..=self.stripped.len() {
+            let prefix = format!("{}.", self.stripped[self.stripped.len() - k..].join("."));
+            if probe
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| self.contains(rest))
+            {
+                self.entries = std::mem::take(&mut self.entries)
+                    .into_iter()
+                    .map(|(key, e)| (format!("{prefix}{key}"), e))
+                    .collect();
+                let keep = self.stripped.len() - k;
+                self.stripped.truncate(keep);
+                break;
+            }
+        }
+        self
     }
 
     /// A name for messages (the file path or paths).

@@ -12,3 +12,4 @@ pub mod vae;
 pub use attention::{AttentionProcessor, AttnKind, AttnSite, DefaultProcessor};
 pub use unet::{Timesteps, UNet2DConditionConfig, UNet2DConditionModel};
 pub use vae::{AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian};
+pub mod cpvton;

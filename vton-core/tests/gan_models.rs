@@ -1,0 +1,112 @@
+//! CP-VTON+ (GMM, TOM) and HR-VITON (condition generator, SPADE/ALIAS generator) against
+//! the outputs of the original code (../shared/fixtures, copied to tests/fixtures/gan).
+//! Weights come from .pth files written the way the authors' code writes them
+//! (scripts/reference/gen_gan_checkpoints.py) and are read by the loader users call.
+
+mod common;
+use common::*;
+use vton_core::models::cpvton::{Gmm, GmmConfig, Tom, TomConfig};
+use vton_core::nn::NormKind;
+
+fn gan(name: &str) -> std::path::PathBuf {
+    fixture(&format!("gan/{name}"))
+}
+
+fn tol(case: &str) -> (f32, f32) {
+    fixture_tolerance(&format!("gan/{case}.json"))
+}
+
+fn check(t: &Io, what: &str, key: &str, got: burn::tensor::Tensor<4>, tol: (f32, f32)) {
+    assert_eq!(got.dims().to_vec(), t[key].0, "{what} shape");
+    assert_close(what, &values(got), &t[key].1, tol.0, tol.1);
+}
+
+type Io = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+#[test]
+fn cpvton_gmm_matches_original() {
+    let dev = test_device();
+    let t = read_safetensors(&gan("cpvton_gmm.safetensors"));
+    let tl = tol("cpvton_gmm");
+    // DataParallel checkpoint: every key under `module.`.
+    let gmm = Gmm::from_checkpoint(gan("cpvton_gmm.pth"), GmmConfig::default(), &dev).unwrap();
+    assert_eq!(gmm.input_channels(), (22, 1));
+    let out = gmm
+        .forward(tensor(&t, "input.agnostic", &dev), tensor(&t, "input.cm", &dev))
+        .unwrap();
+    check(&t, "featureA", "output.intermediate.featureA_raw", out.feature_a, tl);
+    check(&t, "featureB", "output.intermediate.featureB_raw", out.feature_b, tl);
+    check(&t, "correlation", "output.intermediate.correlation", out.correlation, tl);
+    assert_close("theta", &values(out.theta), &t["output.theta"].1, tl.0, tl.1);
+    check(&t, "grid", "output.grid", out.grid, tl);
+}
+
+#[test]
+fn cpvton_gmm_rejects_wrong_sizes() {
+    let dev = test_device();
+    let gmm = Gmm::from_checkpoint(gan("cpvton_gmm.pth"), GmmConfig::default(), &dev).unwrap();
+    let a = burn::tensor::Tensor::<4>::zeros([1, 22, 128, 96], &dev);
+    let m = burn::tensor::Tensor::<4>::zeros([1, 1, 128, 96], &dev);
+    let e = gmm.forward(a, m).unwrap_err().to_string();
+    assert!(e.contains("256x192"), "{e}");
+    let a = burn::tensor::Tensor::<4>::zeros([1, 3, 256, 192], &dev);
+    let m = burn::tensor::Tensor::<4>::zeros([1, 1, 256, 192], &dev);
+    assert!(gmm.forward(a, m).unwrap_err().to_string().contains("[B, 22, H, W]"));
+    // A fine size whose regression input disagrees with the checkpoint's Linear.
+    let cfg = GmmConfig {
+        fine_height: 128,
+        fine_width: 128,
+        ..GmmConfig::default()
+    };
+    let e = Gmm::from_checkpoint(gan("cpvton_gmm.pth"), cfg, &dev).unwrap_err();
+    assert!(
+        e.to_string().contains("regression.conv.0.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cpvton_tom_matches_original() {
+    let dev = test_device();
+    let t = read_safetensors(&gan("cpvton_tom.safetensors"));
+    let tl = tol("cpvton_tom");
+    let cfg = TomConfig {
+        ngf: 8,
+        ..TomConfig::default()
+    };
+    // Legacy (pre-zip) torch.save format.
+    let tom = Tom::from_checkpoint(gan("cpvton_tom.pth"), cfg, &dev).unwrap();
+    let out = tom
+        .forward(
+            tensor(&t, "input.agnostic", &dev),
+            tensor(&t, "input.c", &dev),
+            tensor(&t, "input.cm", &dev),
+        )
+        .unwrap();
+    check(&t, "outputs", "output.outputs", out.outputs, tl);
+    check(&t, "p_rendered", "output.p_rendered", out.p_rendered, tl);
+    check(&t, "m_composite", "output.m_composite", out.m_composite, tl);
+    check(&t, "p_tryon", "output.p_tryon", out.p_tryon, tl);
+}
+
+#[test]
+fn cpvton_tom_config_must_match_checkpoint() {
+    let dev = test_device();
+    // The released default ngf=64 against an ngf=8 checkpoint: the error names the key.
+    let e = Tom::from_checkpoint(gan("cpvton_tom.pth"), TomConfig::default(), &dev).unwrap_err();
+    assert!(e.to_string().contains("model.model.0.weight"), "{e}");
+    // BatchNorm expects running statistics the InstanceNorm checkpoint does not have.
+    let cfg = TomConfig {
+        ngf: 8,
+        norm_layer: NormKind::Batch,
+        ..TomConfig::default()
+    };
+    let e = Tom::from_checkpoint(gan("cpvton_tom.pth"), cfg, &dev).unwrap_err();
+    assert!(matches!(e, vton_core::VtonError::MissingWeights { .. } | vton_core::VtonError::WeightShape { .. }), "{e}");
+    let cfg = TomConfig {
+        ngf: 8,
+        num_downs: 5,
+        ..TomConfig::default()
+    };
+    assert!(Tom::from_checkpoint(gan("cpvton_tom.pth"), cfg, &dev).is_err());
+}
