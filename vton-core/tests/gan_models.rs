@@ -110,3 +110,107 @@ fn cpvton_tom_config_must_match_checkpoint() {
     };
     assert!(Tom::from_checkpoint(gan("cpvton_tom.pth"), cfg, &dev).is_err());
 }
+
+use vton_core::models::hrviton::{
+    ConditionGenerator, ConditionGeneratorConfig, HRVitonGenerator, HRVitonGeneratorConfig,
+    NormG, SpadeNoise, SpadeResBlock,
+};
+use vton_core::weights::{Checkpoint, Loader};
+
+fn tocg_config() -> ConditionGeneratorConfig {
+    ConditionGeneratorConfig {
+        ngf: 8,
+        ..ConditionGeneratorConfig::default()
+    }
+}
+
+#[test]
+fn hrviton_condition_generator_matches_original() {
+    let dev = test_device();
+    let t = read_safetensors(&gan("hrviton_tocg.safetensors"));
+    let tl = tol("hrviton_tocg");
+    let (tocg, report) =
+        ConditionGenerator::from_checkpoint(gan("hrviton_tocg.pth"), tocg_config(), &dev).unwrap();
+    assert!(report.unused.is_empty(), "{:?}", report.unused);
+    let out = tocg
+        .forward(tensor(&t, "input.input1", &dev), tensor(&t, "input.input2", &dev))
+        .unwrap();
+    assert_eq!(out.flow_list.len(), 5);
+    for (i, f) in out.flow_list.into_iter().enumerate() {
+        check(&t, &format!("flow_list.{i}"), &format!("output.flow_list.{i}"), f, tl);
+    }
+    check(&t, "fake_segmap", "output.fake_segmap", out.fake_segmap, tl);
+    check(&t, "warped_c", "output.warped_c", out.warped_cloth, tl);
+    check(&t, "warped_cm", "output.warped_cm", out.warped_cloth_mask, tl);
+}
+
+#[test]
+fn hrviton_condition_generator_rejects_bad_inputs() {
+    let dev = test_device();
+    let (tocg, _) =
+        ConditionGenerator::from_checkpoint(gan("hrviton_tocg.pth"), tocg_config(), &dev).unwrap();
+    let z = |c, h, w| burn::tensor::Tensor::<4>::zeros([1, c, h, w], &dev);
+    assert!(tocg.forward(z(3, 128, 96), z(16, 128, 96)).is_err());
+    assert!(tocg.forward(z(4, 128, 96), z(16, 64, 96)).is_err());
+    let e = tocg.forward(z(4, 100, 96), z(16, 100, 96)).unwrap_err();
+    assert!(e.to_string().contains("multiples of 32"), "{e}");
+    // The released width (96) against an ngf=8 checkpoint names the first key.
+    let e = ConditionGenerator::from_checkpoint(
+        gan("hrviton_tocg.pth"),
+        ConditionGeneratorConfig::default(),
+        &dev,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("ClothEncoder.0.scale.weight"), "{e}");
+}
+
+fn gen_config() -> HRVitonGeneratorConfig {
+    HRVitonGeneratorConfig {
+        ngf: 2,
+        fine_height: 256,
+        fine_width: 128,
+        ..HRVitonGeneratorConfig::default()
+    }
+}
+
+#[test]
+fn hrviton_generator_matches_original_with_both_key_namings() {
+    let dev = test_device();
+    let t = read_safetensors(&gan("hrviton_spade_gen.safetensors"));
+    let tl = tol("hrviton_spade_gen");
+    for file in ["hrviton_gen.pth", "hrviton_gen_renamed.safetensors"] {
+        let gen = HRVitonGenerator::from_checkpoint(gan(file), gen_config(), &dev).unwrap();
+        let out = gen
+            .forward(
+                tensor(&t, "input.x", &dev),
+                tensor(&t, "input.seg", &dev),
+                &mut SpadeNoise::seeded(1),
+            )
+            .unwrap();
+        check(&t, file, "output.out", out, tl);
+    }
+}
+
+#[test]
+fn hrviton_spade_resblock_replays_recorded_noise() {
+    let dev = test_device();
+    let path = gan("hrviton_spade_resblock.safetensors");
+    let t = read_safetensors(&path);
+    let tl = tol("hrviton_spade_resblock");
+    let ckpt = Checkpoint::open(&path)
+        .unwrap()
+        .map_keys(|k| k.strip_prefix("weights.").map(str::to_string));
+    let l = Loader::new(&ckpt, &dev, false);
+    let norm = NormG::parse("spectralaliasinstance").unwrap();
+    let block = SpadeResBlock::load(&l, 20, 12, 7, norm).unwrap();
+    l.finish(true).unwrap();
+    let x = tensor::<4>(&t, "input.x", &dev);
+    let seg = tensor::<4>(&t, "input.seg", &dev);
+    let draws = (0..3).map(|i| tensor::<4>(&t, &format!("input.noise.{i}"), &dev)).collect();
+    let out = block
+        .forward(x.clone(), seg.clone(), &mut SpadeNoise::Given(draws))
+        .unwrap();
+    check(&t, "out", "output.out", out, tl);
+    let out = block.forward(x, seg, &mut SpadeNoise::Zero).unwrap();
+    check(&t, "out_zero_noise", "output.out_zero_noise", out, tl);
+}

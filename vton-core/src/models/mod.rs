@@ -13,3 +13,4 @@ pub use attention::{AttentionProcessor, AttnKind, AttnSite, DefaultProcessor};
 pub use unet::{Timesteps, UNet2DConditionConfig, UNet2DConditionModel};
 pub use vae::{AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian};
 pub mod cpvton;
+pub mod hrviton;
