@@ -214,3 +214,51 @@ fn hrviton_spade_resblock_replays_recorded_noise() {
     let out = block.forward(x, seg, &mut SpadeNoise::Zero).unwrap();
     check(&t, "out_zero_noise", "output.out_zero_noise", out, tl);
 }
+
+#[test]
+fn hrviton_test_procedure_matches_original() {
+    use vton_core::pipelines::hrviton::{HRVitonInputs, HRVitonOptions, HRVitonPipeline};
+    let dev = test_device();
+    let t = read_safetensors(&gan("hrviton_pipeline.safetensors"));
+    let tl = tol("hrviton_pipeline");
+    let pipe = HRVitonPipeline::from_checkpoints(
+        gan("hrviton_tocg.pth"),
+        gan("hrviton_gen.pth"),
+        tocg_config(),
+        gen_config(),
+        HRVitonOptions::default(),
+        &dev,
+    )
+    .unwrap();
+    let inputs = HRVitonInputs {
+        cloth: tensor(&t, "input.cloth", &dev),
+        cloth_mask: tensor(&t, "input.cloth_mask", &dev),
+        parse_agnostic: tensor(&t, "input.parse_agnostic", &dev),
+        densepose: tensor(&t, "input.densepose", &dev),
+        agnostic: tensor(&t, "input.agnostic", &dev),
+    };
+    let out = pipe.run(&inputs, &mut SpadeNoise::Zero).unwrap();
+    check(&t, "flow_list.4", "output.tocg.flow_list.4", out.tocg.flow_list[4].clone(), tl);
+    check(&t, "tocg warped cm", "output.tocg.warped_clothmask_paired", out.tocg.warped_cloth_mask.clone(), tl);
+    // argmax: equal wherever the reference's top-2 margin is clear of float noise.
+    let got = values(out.fake_parse);
+    let (want, margin) = (&t["output.fake_parse"].1, &t["output.fake_parse_margin"].1);
+    let clear: Vec<usize> = (0..got.len()).filter(|&i| margin[i] > 1e-3).collect();
+    assert!(clear.len() as f64 > 0.99 * got.len() as f64);
+    let wrong = clear.iter().filter(|&&i| got[i] != want[i]).count();
+    assert_eq!(wrong, 0, "fake_parse differs at {wrong} clear pixels");
+    let near_ties = got.iter().zip(want).filter(|(a, b)| a != b).count();
+    check(&t, "before occlusion", "output.warped_clothmask_before_occlusion", out.warped_clothmask_before_occlusion, tl);
+    check(&t, "warped_clothmask", "output.warped_clothmask", out.warped_clothmask, tl);
+    check(&t, "warped_cloth", "output.warped_cloth", out.warped_cloth, tl);
+    if near_ties == 0 {
+        check(&t, "output", "output.output", out.output, tl);
+    } else {
+        // A flipped near-tie label changes the generator's parse there; require the
+        // rest of the image to match.
+        let got = values(out.output);
+        let w = &t["output.output"].1;
+        let bad = got.iter().zip(w).filter(|(g, w)| (*g - *w).abs() > tl.0 + tl.1 * w.abs()).count();
+        assert!((bad as f64) < 0.001 * got.len() as f64, "{bad} output values off");
+    }
+}

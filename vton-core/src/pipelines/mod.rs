@@ -1,3 +1,4 @@
 pub mod diffusion;
 pub mod geometric;
 pub mod landmarks;
+pub mod hrviton;
