@@ -405,6 +405,35 @@ impl Mask {
         }
     }
 
+    /// Resize with PIL's `BILINEAR` filter, which widens its triangle kernel when
+    /// shrinking (an antialiased, area-aware downsample), as `Image.resize` does.
+    pub fn resize_pil_bilinear(&self, width: usize, height: usize) -> Mask {
+        let horiz = pil_weights(self.width, width);
+        let vert = pil_weights(self.height, height);
+        let mut tmp = vec![0f32; width * self.height];
+        for y in 0..self.height {
+            let row = &self.data[y * self.width..(y + 1) * self.width];
+            for (x, (start, w)) in horiz.iter().enumerate() {
+                tmp[y * width + x] = w.iter().enumerate().map(|(i, k)| k * row[start + i]).sum();
+            }
+        }
+        let mut data = vec![0f32; width * height];
+        for (y, (start, w)) in vert.iter().enumerate() {
+            for x in 0..width {
+                data[y * width + x] = w
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| k * tmp[(start + i) * width + x])
+                    .sum();
+            }
+        }
+        Mask {
+            width,
+            height,
+            data,
+        }
+    }
+
     /// Bounding box `(x0, y0, x1, y1)` (inclusive) of the pixels >= 0.5, or `None` when empty.
     pub fn bbox(&self) -> Option<(usize, usize, usize, usize)> {
         let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
@@ -434,6 +463,26 @@ pub fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 }
 
 /// Bilinear resampling of an HWC buffer with half-pixel centres (no antialiasing).
+/// PIL's resampling weights for a triangle filter: per output pixel, the first input
+/// index and normalised weights (support scaled by the shrink factor).
+fn pil_weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = src as f64 / dst as f64;
+    let fscale = scale.max(1.0);
+    let support = fscale; // triangle support 1, widened when shrinking
+    (0..dst)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
+            let hi = ((center + support + 0.5).floor() as usize).min(src);
+            let w: Vec<f64> = (lo..hi)
+                .map(|x| (1.0 - ((x as f64 - center + 0.5) / fscale).abs()).max(0.0))
+                .collect();
+            let sum: f64 = w.iter().sum::<f64>().max(1e-12);
+            (lo, w.iter().map(|v| (v / sum) as f32).collect())
+        })
+        .collect()
+}
+
 pub(crate) fn resize_bilinear(
     src: &[f32],
     sw: usize,

@@ -4,6 +4,7 @@
 pub mod image;
 pub mod parse;
 pub mod pose;
+pub mod vitonhd;
 
 pub use self::image::{read_image, read_mask, Mask, RgbImage, ValueRange};
 pub use parse::{ParseMap, HRVITON_GROUPS, LIP_LABELS};

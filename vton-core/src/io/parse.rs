@@ -129,6 +129,26 @@ impl ParseMap {
         })
     }
 
+    /// Nearest-neighbour resize (pixel centres, as PIL's `NEAREST`), labels unchanged.
+    pub fn resize_nearest(&self, width: usize, height: usize) -> ParseMap {
+        let mut labels = Vec::with_capacity(width * height);
+        for y in 0..height {
+            let sy = (((y as f64 + 0.5) * self.height as f64 / height as f64) as usize)
+                .min(self.height - 1);
+            for x in 0..width {
+                let sx = (((x as f64 + 0.5) * self.width as f64 / width as f64) as usize)
+                    .min(self.width - 1);
+                labels.push(self.labels[sy * self.width + sx]);
+            }
+        }
+        ParseMap {
+            width,
+            height,
+            labels,
+            num_labels: self.num_labels,
+        }
+    }
+
     /// Mask of the pixels whose label is in `labels`.
     pub fn mask_of(&self, labels: &[u8]) -> Mask {
         Mask {

@@ -57,7 +57,7 @@ pub enum Joint {
 }
 
 /// COCO-18 index -> BODY_25 index.
-const COCO18_TO_BODY25: [usize; 18] = [
+pub const COCO18_TO_BODY25: [usize; 18] = [
     0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
 ];
 

@@ -11,6 +11,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
+use crate::io::{Mask, ParseMap, RgbImage, ValueRange};
 use crate::models::hrviton::{
     hr_grid_sample, make_grid, normalize_flow, ConditionGenerator, ConditionGeneratorConfig,
     ConditionOutput, HRVitonGenerator, HRVitonGeneratorConfig, SpadeNoise,
@@ -248,6 +249,70 @@ impl HRVitonPipeline {
             warped_cloth: cloth_out,
             warped_clothmask,
             warped_clothmask_before_occlusion: warped_before,
+        })
+    }
+}
+
+/// The documented inputs as files give them (VITON-HD / HR-VITON preprocessing): cloth
+/// photo and mask, the parse-agnostic label map (LIP labels), the DensePose image and
+/// the agnostic person image. OpenPose output is not an input of the networks.
+#[derive(Debug, Clone)]
+pub struct HRVitonImages {
+    pub cloth: RgbImage,
+    pub cloth_mask: Mask,
+    pub parse_agnostic: ParseMap,
+    pub densepose: RgbImage,
+    pub agnostic: RgbImage,
+}
+
+impl HRVitonImages {
+    /// Tensors at `height x width`: images resized bilinearly to [-1, 1], the cloth mask
+    /// binarised (>= 0.5), the parse map resized by nearest label and one-hot encoded in
+    /// HR-VITON's 13 groups.
+    pub fn to_inputs(&self, height: usize, width: usize, device: &Device) -> Result<HRVitonInputs> {
+        let img = |i: &RgbImage| i.resize(width, height).to_tensor(device, ValueRange::MinusOneOne);
+        let parse13 = match self.parse_agnostic.num_labels {
+            13 => self.parse_agnostic.clone(),
+            _ => self.parse_agnostic.to_hrviton13()?,
+        }
+        .resize_nearest(width, height);
+        Ok(HRVitonInputs {
+            cloth: img(&self.cloth),
+            cloth_mask: self.cloth_mask.resize(width, height).binarized().to_tensor(device),
+            parse_agnostic: Tensor::from_data(
+                TensorData::new(parse13.one_hot(), [1, 13, height, width]),
+                device,
+            ),
+            densepose: img(&self.densepose),
+            agnostic: img(&self.agnostic),
+        })
+    }
+}
+
+/// The try-on on images, at the generator's output size.
+#[derive(Debug, Clone)]
+pub struct HRVitonResult {
+    pub image: RgbImage,
+    pub warped_cloth: RgbImage,
+    pub warped_mask: Mask,
+}
+
+impl HRVitonPipeline {
+    /// Runs on file-level inputs, resized to the fine size.
+    pub fn try_on(
+        &self,
+        images: &HRVitonImages,
+        noise: &mut SpadeNoise,
+        device: &Device,
+    ) -> Result<HRVitonResult> {
+        let (h, w) = self.fine_size();
+        let inputs = images.to_inputs(h, w, device)?;
+        let out = self.run(&inputs, noise)?;
+        let clamp = |t: Tensor<4>| t.clamp(-1.0, 1.0);
+        Ok(HRVitonResult {
+            image: RgbImage::from_tensor(clamp(out.output), ValueRange::MinusOneOne)?,
+            warped_cloth: RgbImage::from_tensor(clamp(out.warped_cloth), ValueRange::MinusOneOne)?,
+            warped_mask: Mask::from_tensor(out.warped_clothmask.clamp(0.0, 1.0))?,
         })
     }
 }
