@@ -262,3 +262,49 @@ fn hrviton_test_procedure_matches_original() {
         assert!((bad as f64) < 0.001 * got.len() as f64, "{bad} output values off");
     }
 }
+
+#[test]
+fn bad_checkpoints_are_typed_errors() {
+    use vton_core::VtonError;
+    let dev = test_device();
+    let gmm = |p: &std::path::Path| Gmm::from_checkpoint(p, GmmConfig::default(), &dev);
+    // Not a checkpoint at all.
+    let e = gmm(&example("person/mpl_grace_hopper.png")).unwrap_err();
+    assert!(matches!(e, VtonError::Checkpoint { .. }), "{e}");
+    // Truncated: the first half of a real .pth.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(gan("cpvton_gmm.pth")).unwrap();
+    let cut = dir.path().join("cut.pth");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = gmm(&cut).unwrap_err();
+    assert!(matches!(e, VtonError::Checkpoint { .. }), "{e}");
+    // A pickle that calls os.system: refused, nothing runs.
+    let marker = std::env::temp_dir().join("vton_pwned");
+    let _ = std::fs::remove_file(&marker);
+    let e = gmm(&fixture("malicious.pth")).unwrap_err();
+    assert!(matches!(e, VtonError::Checkpoint { .. }), "{e}");
+    assert!(!marker.exists());
+    // Another model's checkpoint: missing keys, named.
+    let e = gmm(&gan("hrviton_tocg.pth")).unwrap_err();
+    assert!(
+        matches!(e, VtonError::MissingWeights { ref keys, .. } if keys.contains("extractionA.model.0.weight")),
+        "{e}"
+    );
+    let e = HRVitonGenerator::from_checkpoint(gan("cpvton_tom.pth"), gen_config(), &dev).unwrap_err();
+    assert!(matches!(e, VtonError::MissingWeights { .. }), "{e}");
+    // Wrong shapes: the generator at another width.
+    let cfg = HRVitonGeneratorConfig { ngf: 4, ..gen_config() };
+    let e = HRVitonGenerator::from_checkpoint(gan("hrviton_gen.pth"), cfg, &dev).unwrap_err();
+    assert!(matches!(e, VtonError::WeightShape { ref key, .. } if key == "conv_0.weight"), "{e}");
+    // Strict loads name unexpected keys (TOM checkpoint with an extra tensor).
+    let ck = vton_core::weights::Checkpoint::open(gan("hrviton_gen_renamed.safetensors")).unwrap();
+    let extra = ck.overlay(
+        vton_core::weights::Checkpoint::open(gan("hrviton_tocg.pth"))
+            .unwrap()
+            .map_keys(|k| (k == "conv1.0.bias").then(|| "extra.bias".to_string())),
+    );
+    let l = Loader::new(&extra, &dev, false);
+    HRVitonGenerator::load(&l, gen_config()).unwrap();
+    let e = l.finish(true).unwrap_err();
+    assert!(matches!(e, VtonError::UnexpectedWeights { ref keys, .. } if keys.contains("extra.bias")), "{e}");
+}

@@ -108,5 +108,5 @@ pub fn tensor<const D: usize>(
 
 /// A burn tensor's values.
 pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
