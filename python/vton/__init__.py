@@ -19,6 +19,10 @@ from .errors import (CancelledError, CheckpointError, InvalidInputError, Unsuppo
 
 __version__ = _vton.__version__
 TpsGridGen = _vton.TpsGridGen
+GMM = _vton.GMM
+TOM = _vton.TOM
+ConditionGenerator = _vton.ConditionGenerator
+HRVitonGenerator = _vton.HRVitonGenerator
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
 
@@ -116,7 +120,111 @@ def grid_sample(input: np.ndarray, grid: np.ndarray, mode: str = "bilinear", pad
                              np.ascontiguousarray(grid, dtype=np.float32), mode, padding_mode, align_corners)
 
 
-__all__ = ["try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
+def _keypoints(keypoints: Any) -> np.ndarray:
+    if isinstance(keypoints, (str, os.PathLike)):
+        return read_keypoints(keypoints)
+    return np.ascontiguousarray(np.asarray(keypoints, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class CPVTONResult:
+    """Result of :class:`CPVTONPipeline` at the model's fine size; float32 arrays in [0, 1]."""
+
+    image: np.ndarray
+    warped_cloth: np.ndarray
+    warped_mask: np.ndarray
+    rendered: np.ndarray
+    composition_mask: np.ndarray
+
+
+class CPVTONPipeline:
+    """CP-VTON+ end to end: GMM (TPS warp) then TOM (rendering and composition).
+
+    Load with :meth:`from_checkpoints` from ``gmm_final.pth`` and ``tom_final.pth``.
+    ``align_corners=True`` reproduces the torch 0.4.1 sampling the released checkpoints
+    were trained with; ``False`` is what the repository computes on torch >= 1.3.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @classmethod
+    def from_checkpoints(cls, gmm_path: Union[str, "os.PathLike[str]"], tom_path: Union[str, "os.PathLike[str]"], *,
+                         grid_size: int = 5, fine_height: int = 256, fine_width: int = 192, ngf: int = 64,
+                         norm_layer: str = "instance", align_corners: bool = True,
+                         radius: int = 5) -> "CPVTONPipeline":
+        return cls(_vton._CPVTONPipeline.from_checkpoints(os.fspath(gmm_path), os.fspath(tom_path), grid_size,
+                                                         fine_height, fine_width, ngf, norm_layer, align_corners,
+                                                         radius))
+
+    def __call__(self, person: ImageLike, cloth: ImageLike, keypoints: Any, cloth_mask: ImageLike,
+                 person_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None) -> CPVTONResult:
+        """Try-on on a photo: keypoints (OpenPose JSON or (25, 3) array), a person mask or
+        a LIP parse map (the parse gives the original's head regions), garment and mask."""
+        out = self._inner.try_on(_load(person, "person", "RGB"), _keypoints(keypoints), _load(cloth, "cloth", "RGB"),
+                                 _load(cloth_mask, "cloth_mask", "L"),
+                                 None if person_mask is None else _load(person_mask, "person_mask", "L"),
+                                 None if parse is None else _load_parse(parse))
+        return CPVTONResult(**out)
+
+    def run(self, agnostic_gmm: np.ndarray, agnostic_tom: np.ndarray, cloth: np.ndarray,
+            cloth_mask: np.ndarray) -> "dict[str, np.ndarray]":
+        """The chain on NCHW float32 tensors (agnostics (N, 22, H, W), cloth in [-1, 1], mask in {0, 1})."""
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        return dict(self._inner.run(f(agnostic_gmm), f(agnostic_tom), f(cloth), f(cloth_mask)))
+
+
+@dataclass(frozen=True)
+class HRVitonResult:
+    """Result of :class:`HRVitonPipeline` at the fine size; float32 arrays in [0, 1]."""
+
+    image: np.ndarray
+    warped_cloth: np.ndarray
+    warped_mask: np.ndarray
+
+
+class HRVitonPipeline:
+    """HR-VITON end to end, as its test_generator.py: condition generator at 256x192,
+    parse composition and blur, full-resolution flow warp, occlusion handling, generator.
+
+    Load with :meth:`from_checkpoints` from ``mtviton.pth`` and ``gen.pth``.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @classmethod
+    def from_checkpoints(cls, tocg_path: Union[str, "os.PathLike[str]"], gen_path: Union[str, "os.PathLike[str]"],
+                         *, tocg_ngf: int = 96, ngf: int = 64, fine_height: int = 1024, fine_width: int = 768,
+                         norm_G: str = "spectralaliasinstance", num_upsampling_layers: str = "most",
+                         occlusion: bool = True) -> "HRVitonPipeline":
+        return cls(_vton._HRVitonPipeline.from_checkpoints(os.fspath(tocg_path), os.fspath(gen_path), tocg_ngf, ngf,
+                                                          fine_height, fine_width, norm_G, num_upsampling_layers,
+                                                          occlusion))
+
+    @property
+    def fine_size(self) -> "tuple[int, int]":
+        return tuple(self._inner.fine_size)  # type: ignore[return-value]
+
+    def __call__(self, cloth: ImageLike, cloth_mask: ImageLike, parse_agnostic: ImageLike, densepose: ImageLike,
+                 agnostic: ImageLike, pose: Any = None, seed: Optional[int] = 0) -> HRVitonResult:
+        """Try-on from HR-VITON's documented inputs (images, paths or arrays); ``parse_agnostic``
+        is a LIP label map. ``pose`` is accepted for symmetry with the dataset and unused by
+        the networks, as in the original. ``seed`` drives the generator's noise (None: none)."""
+        out = self._inner.try_on(_load(cloth, "cloth", "RGB"), _load(cloth_mask, "cloth_mask", "L"),
+                                 _load_parse(parse_agnostic), _load(densepose, "densepose", "RGB"),
+                                 _load(agnostic, "agnostic", "RGB"), seed)
+        return HRVitonResult(**out)
+
+    def run(self, cloth: np.ndarray, cloth_mask: np.ndarray, parse_agnostic: np.ndarray, densepose: np.ndarray,
+            agnostic: np.ndarray, seed: Optional[int] = 0) -> "dict[str, np.ndarray]":
+        """The test procedure on NCHW float32 tensors at the fine size (13-channel one-hot parse)."""
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        return dict(self._inner.run(f(cloth), f(cloth_mask), f(parse_agnostic), f(densepose), f(agnostic), seed))
+
+
+__all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeline", "CPVTONResult",
+           "HRVitonPipeline", "HRVitonResult", "try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",

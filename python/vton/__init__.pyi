@@ -35,13 +35,90 @@ class TpsGridGen:
     def grid_size(self) -> int: ...
     def __call__(self, theta: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
+@final
+class GMM:
+    @staticmethod
+    def from_checkpoint(path: Union[str, os.PathLike[str]], grid_size: int = 5, fine_height: int = 256,
+                        fine_width: int = 192) -> GMM: ...
+    def __call__(self, agnostic: npt.NDArray[np.float32],
+                 cloth_mask: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+@final
+class TOM:
+    @staticmethod
+    def from_checkpoint(path: Union[str, os.PathLike[str]], input_nc: int = 26, output_nc: int = 4, num_downs: int = 6,
+                        ngf: int = 64, norm_layer: str = "instance") -> TOM: ...
+    def __call__(self, agnostic: npt.NDArray[np.float32], warped_cloth: npt.NDArray[np.float32],
+                 warped_mask: npt.NDArray[np.float32]
+                 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+@final
+class ConditionGenerator:
+    @staticmethod
+    def from_checkpoint(path: Union[str, os.PathLike[str]], input1_nc: int = 4, input2_nc: int = 16,
+                        output_nc: int = 13, ngf: int = 96, norm_layer: str = "batch", warp_feature: str = "T1",
+                        out_layer: str = "relu", upsample: str = "bilinear") -> ConditionGenerator: ...
+    def __call__(self, input1: npt.NDArray[np.float32], input2: npt.NDArray[np.float32]
+                 ) -> tuple[list[npt.NDArray[np.float32]], npt.NDArray[np.float32], npt.NDArray[np.float32],
+                            npt.NDArray[np.float32]]: ...
+
+@final
+class HRVitonGenerator:
+    @staticmethod
+    def from_checkpoint(path: Union[str, os.PathLike[str]], input_nc: int = 9, ngf: int = 64,
+                        norm_G: str = "spectralaliasinstance", num_upsampling_layers: str = "most",
+                        gen_semantic_nc: int = 7, fine_height: int = 1024, fine_width: int = 768) -> HRVitonGenerator: ...
+    def __call__(self, x: npt.NDArray[np.float32], seg: npt.NDArray[np.float32],
+                 seed: Optional[int] = 0) -> npt.NDArray[np.float32]: ...
+
+@dataclass(frozen=True)
+class CPVTONResult:
+    image: npt.NDArray[np.float32]
+    warped_cloth: npt.NDArray[np.float32]
+    warped_mask: npt.NDArray[np.float32]
+    rendered: npt.NDArray[np.float32]
+    composition_mask: npt.NDArray[np.float32]
+
+class CPVTONPipeline:
+    def __init__(self, inner: Any) -> None: ...
+    @classmethod
+    def from_checkpoints(cls, gmm_path: Union[str, os.PathLike[str]], tom_path: Union[str, os.PathLike[str]], *,
+                         grid_size: int = 5, fine_height: int = 256, fine_width: int = 192, ngf: int = 64,
+                         norm_layer: str = "instance", align_corners: bool = True, radius: int = 5) -> CPVTONPipeline: ...
+    def __call__(self, person: ImageLike, cloth: ImageLike, keypoints: Any, cloth_mask: ImageLike,
+                 person_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None) -> CPVTONResult: ...
+    def run(self, agnostic_gmm: npt.NDArray[np.float32], agnostic_tom: npt.NDArray[np.float32],
+            cloth: npt.NDArray[np.float32], cloth_mask: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]: ...
+
+@dataclass(frozen=True)
+class HRVitonResult:
+    image: npt.NDArray[np.float32]
+    warped_cloth: npt.NDArray[np.float32]
+    warped_mask: npt.NDArray[np.float32]
+
+class HRVitonPipeline:
+    def __init__(self, inner: Any) -> None: ...
+    @classmethod
+    def from_checkpoints(cls, tocg_path: Union[str, os.PathLike[str]], gen_path: Union[str, os.PathLike[str]], *,
+                         tocg_ngf: int = 96, ngf: int = 64, fine_height: int = 1024, fine_width: int = 768,
+                         norm_G: str = "spectralaliasinstance", num_upsampling_layers: str = "most",
+                         occlusion: bool = True) -> HRVitonPipeline: ...
+    @property
+    def fine_size(self) -> tuple[int, int]: ...
+    def __call__(self, cloth: ImageLike, cloth_mask: ImageLike, parse_agnostic: ImageLike, densepose: ImageLike,
+                 agnostic: ImageLike, pose: Any = None, seed: Optional[int] = 0) -> HRVitonResult: ...
+    def run(self, cloth: npt.NDArray[np.float32], cloth_mask: npt.NDArray[np.float32],
+            parse_agnostic: npt.NDArray[np.float32], densepose: npt.NDArray[np.float32],
+            agnostic: npt.NDArray[np.float32], seed: Optional[int] = 0) -> dict[str, npt.NDArray[np.float32]]: ...
+
 def read_keypoints(path: Union[str, os.PathLike[str]], person: Optional[int] = None) -> npt.NDArray[np.float32]: ...
 def try_on(person: ImageLike, garment: ImageLike, keypoints: Any, person_mask: Optional[ImageLike] = None,
            garment_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None) -> TryOnResult: ...
 def grid_sample(input: npt.NDArray[np.float32], grid: npt.NDArray[np.float32], mode: str = "bilinear",
                 padding_mode: str = "zeros", align_corners: bool = False) -> npt.NDArray[np.float32]: ...
 
-__all__ = ["try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
+__all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeline", "CPVTONResult",
+           "HRVitonPipeline", "HRVitonResult", "try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",

@@ -16,6 +16,7 @@ use vton_core::{default_device, VtonError};
 use vton_core::burn::tensor::{Tensor, TensorData};
 
 mod diffusion;
+mod gan;
 
 /// Maps a core error to `vton.errors.*` (the one mapping place).
 pub(crate) fn to_py_err(e: VtonError) -> PyErr {
@@ -59,7 +60,7 @@ pub(crate) fn to_vec(a: &PyReadonlyArrayDyn<'_, f32>) -> Vec<f32> {
     a.as_array().iter().copied().collect()
 }
 
-fn image_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<RgbImage> {
+pub(crate) fn image_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<RgbImage> {
     let s = shape_of(a);
     if s.len() != 3 || s[2] != 3 {
         return Err(bad(format!(
@@ -69,7 +70,7 @@ fn image_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<RgbImage>
     RgbImage::from_f32(s[1], s[0], to_vec(a)).map_err(to_py_err)
 }
 
-fn mask_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Mask> {
+pub(crate) fn mask_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Mask> {
     let s = shape_of(a);
     if s.len() != 2 {
         return Err(bad(format!(
@@ -79,13 +80,13 @@ fn mask_from(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Mask> {
     Mask::from_f32(s[1], s[0], to_vec(a)).map_err(to_py_err)
 }
 
-fn image_to_py<'py>(py: Python<'py>, img: RgbImage) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn image_to_py<'py>(py: Python<'py>, img: RgbImage) -> PyResult<Bound<'py, PyAny>> {
     let arr = Array3::from_shape_vec((img.height, img.width, 3), img.data)
         .map_err(|e| bad(e.to_string()))?;
     Ok(arr.into_pyarray(py).into_any())
 }
 
-fn mask_to_py<'py>(py: Python<'py>, m: Mask) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn mask_to_py<'py>(py: Python<'py>, m: Mask) -> PyResult<Bound<'py, PyAny>> {
     let arr =
         Array2::from_shape_vec((m.height, m.width), m.data).map_err(|e| bad(e.to_string()))?;
     Ok(arr.into_pyarray(py).into_any())
@@ -282,6 +283,7 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(grid_sample, m)?)?;
     m.add_class::<TpsGridGen>()?;
     diffusion::register(m)?;
+    gan::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
