@@ -62,6 +62,25 @@ typedef enum vton_output {
 } vton_output;
 
 /*
+ Which GAN try-on a `vton_gan_pipeline` runs.
+ */
+typedef enum vton_gan_method {
+  /*
+   CP-VTON+: GMM (`gmm_final.pth`) then TOM (`tom_final.pth`), at 256x192.
+   */
+  VTON_GAN_CPVTON = 0,
+  /*
+   HR-VITON: condition generator (`mtviton.pth`) then generator (`gen.pth`).
+   */
+  VTON_GAN_HRVITON = 1,
+} vton_gan_method;
+
+/*
+ A loaded CP-VTON+ or HR-VITON pipeline (opaque).
+ */
+typedef struct vton_gan_pipeline vton_gan_pipeline;
+
+/*
  An 8-bit RGB image owned by the library.
  */
 typedef struct vton_image vton_image;
@@ -77,7 +96,7 @@ typedef struct vton_inputs vton_inputs;
 typedef struct vton_pipeline vton_pipeline;
 
 /*
- Result of a try-on: the image and the intermediates.
+ Result of a try-on: the image and the intermediates the method produced.
  */
 typedef struct vton_result vton_result;
 
@@ -117,6 +136,39 @@ typedef struct vton_diffusion_params {
  cancel (the run then fails with `VTON_STATUS_CANCELLED`).
  */
 typedef int32_t (*vton_progress_fn)(uint32_t, uint32_t, void*);
+
+/*
+ Model options; start from [`vton_gan_params_default`]. Widths must match the
+ checkpoints (a mismatch is `VTON_STATUS_CHECKPOINT` naming the key).
+ */
+typedef struct vton_gan_params {
+  /*
+   Fine size (CP-VTON+: 256x192; HR-VITON: 1024x768).
+   */
+  uint32_t fine_height;
+  uint32_t fine_width;
+  /*
+   TOM's / the HR-VITON generator's `ngf` (64 released).
+   */
+  uint32_t ngf;
+  /*
+   HR-VITON condition generator's `ngf` (96 released).
+   */
+  uint32_t tocg_ngf;
+  /*
+   CP-VTON+ warp `align_corners` (non-zero: torch 0.4.1 behaviour, the default).
+   */
+  int32_t align_corners;
+  /*
+   HR-VITON occlusion handling (non-zero: on, the default).
+   */
+  int32_t occlusion;
+  /*
+   HR-VITON generator noise: non-zero draws it from `seed`, zero drops it.
+   */
+  int32_t use_noise;
+  uint64_t seed;
+} vton_gan_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -264,6 +316,77 @@ const uint8_t *vton_image_data(const struct vton_image *image);
  Frees an image (NULL is ignored).
  */
 void vton_image_free(struct vton_image *image);
+
+/*
+ Released defaults for a method.
+ */
+struct vton_gan_params vton_gan_params_default(enum vton_gan_method method);
+
+/*
+ Loads a pipeline from its two checkpoint files (CP-VTON+: GMM, TOM; HR-VITON:
+ condition generator, generator). `params` may be NULL for the released defaults.
+ */
+enum vton_status vton_gan_pipeline_load(enum vton_gan_method method,
+                                        const char *first_checkpoint,
+                                        const char *second_checkpoint,
+                                        const struct vton_gan_params *params,
+                                        struct vton_gan_pipeline **out);
+
+/*
+ Frees a GAN pipeline (NULL is ignored).
+ */
+void vton_gan_pipeline_free(struct vton_gan_pipeline *pipeline);
+
+/*
+ Runs the pipeline. CP-VTON+ reads person, keypoints, garment, garment mask and a person
+ mask or parse; HR-VITON reads garment, garment mask, parse-agnostic, DensePose and
+ agnostic images. The result is at the fine size; it has the warped garment and mask.
+ */
+enum vton_status vton_try_on_gan(const struct vton_gan_pipeline *pipeline,
+                                 const struct vton_inputs *inputs,
+                                 struct vton_result **out);
+
+/*
+ Sets the person's LIP parse (one label 0..19 per pixel, `width * height` bytes).
+ */
+enum vton_status vton_inputs_set_parse(struct vton_inputs *inputs,
+                                       const uint8_t *labels,
+                                       uint32_t width,
+                                       uint32_t height);
+
+/*
+ Reads the person's LIP parse from a label PNG (palette or grey values are the labels).
+ */
+enum vton_status vton_inputs_read_parse(struct vton_inputs *inputs, const char *path);
+
+/*
+ Sets HR-VITON's parse-agnostic map (LIP labels, `width * height` bytes).
+ */
+enum vton_status vton_inputs_set_parse_agnostic(struct vton_inputs *inputs,
+                                                const uint8_t *labels,
+                                                uint32_t width,
+                                                uint32_t height);
+
+/*
+ Reads HR-VITON's parse-agnostic map from a label PNG.
+ */
+enum vton_status vton_inputs_read_parse_agnostic(struct vton_inputs *inputs, const char *path);
+
+/*
+ Sets the DensePose image (8-bit RGB) for HR-VITON.
+ */
+enum vton_status vton_inputs_set_densepose_rgb(struct vton_inputs *inputs,
+                                               const uint8_t *rgb,
+                                               uint32_t width,
+                                               uint32_t height);
+
+/*
+ Sets the agnostic person image (8-bit RGB) for HR-VITON.
+ */
+enum vton_status vton_inputs_set_agnostic_rgb(struct vton_inputs *inputs,
+                                              const uint8_t *rgb,
+                                              uint32_t width,
+                                              uint32_t height);
 
 #ifdef __cplusplus
 }  // extern "C"

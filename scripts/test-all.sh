@@ -32,6 +32,9 @@ cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_tryon.c -Ltarget
 cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_tryon.c target/release/libvton.a -lm -lpthread -ldl \
    -o target/ctest/test_tryon_static
 ./target/ctest/test_tryon_static examples target/ctest tests/fixtures/tiny_inpaint_pipeline
+cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_gan.c -Ltarget/release -lvton \
+   -Wl,-rpath,"$ROOT/target/release" -o target/ctest/test_gan
+./target/ctest/test_gan examples tests/fixtures
 if ! command -v valgrind >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
 fi
@@ -39,6 +42,8 @@ fi
 # registry and rayon's thread pool (alive until exit by design) are not errors.
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
   ./target/ctest/test_tryon examples target/ctest tests/fixtures/tiny_inpaint_pipeline leak
+valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
+  ./target/ctest/test_gan examples tests/fixtures leak
 
 echo "== Python: wheel into a fresh virtual environment, pytest"
 rm -rf target/venv

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use vton_core::io::{Mask, PersonSelection, Pose, RgbImage};
+use vton_core::io::{Mask, ParseMap, PersonSelection, Pose, RgbImage};
 use vton_core::pipelines::diffusion::{
     Control, DiffusionMethod, DiffusionTryOn, DiffusionTryOnSettings, Progress, SamplingOptions,
 };
@@ -140,11 +140,33 @@ pub struct vton_inputs {
     person_mask: Option<Mask>,
     garment: Option<RgbImage>,
     garment_mask: Option<Mask>,
+    /// LIP parse of the person (geometric, CP-VTON+).
+    parse: Option<ParseMap>,
+    /// HR-VITON's preprocessed inputs.
+    parse_agnostic: Option<ParseMap>,
+    densepose: Option<RgbImage>,
+    agnostic: Option<RgbImage>,
 }
 
-/// Result of a try-on: the image and the intermediates.
+/// Result of a try-on: the image and the intermediates the method produced.
 pub struct vton_result {
-    out: TryOnOutput,
+    image: RgbImage,
+    warped_garment: Option<RgbImage>,
+    agnostic_image: Option<RgbImage>,
+    agnostic_mask: Option<Mask>,
+    warped_mask: Option<Mask>,
+}
+
+impl From<TryOnOutput> for vton_result {
+    fn from(o: TryOnOutput) -> Self {
+        vton_result {
+            image: o.image,
+            warped_garment: Some(o.warped_garment),
+            agnostic_image: Some(o.agnostic_image),
+            agnostic_mask: Some(o.agnostic_mask),
+            warped_mask: Some(o.warped_mask),
+        }
+    }
 }
 
 /// Creates empty try-on inputs. Free with `vton_inputs_free`.
@@ -160,6 +182,10 @@ pub unsafe extern "C" fn vton_inputs_new(out: *mut *mut vton_inputs) -> vton_sta
             person_mask: None,
             garment: None,
             garment_mask: None,
+            parse: None,
+            parse_agnostic: None,
+            densepose: None,
+            agnostic: None,
         }));
         Ok(())
     })
@@ -340,7 +366,7 @@ pub unsafe extern "C" fn vton_try_on_geometric(
         }
         let t = try_on_inputs(inp)?;
         let r = core(GeometricTryOn::default().run(&t, &default_device()))?;
-        *out = Box::into_raw(Box::new(vton_result { out: r }));
+        *out = Box::into_raw(Box::new(vton_result::from(r)));
         Ok(())
     })
 }
@@ -356,7 +382,7 @@ fn try_on_inputs(inp: &vton_inputs) -> Result<TryOnInputs, (vton_status, String)
         person: inp.person.clone().ok_or_else(|| missing("person"))?,
         pose: inp.pose.clone().ok_or_else(|| missing("keypoints"))?,
         person_mask: inp.person_mask.clone(),
-        parse: None,
+        parse: inp.parse.clone(),
         garment: inp.garment.clone().ok_or_else(|| missing("garment"))?,
         garment_mask: inp.garment_mask.clone(),
         category: Default::default(),
@@ -494,7 +520,7 @@ pub unsafe extern "C" fn vton_try_on_diffusion(
             _ => Control::Continue,
         };
         let r = core(pipe.inner.try_on(&t, &settings, &mut cb))?;
-        *out = Box::into_raw(Box::new(vton_result { out: r }));
+        *out = Box::into_raw(Box::new(vton_result::from(r)));
         Ok(())
     })
 }
@@ -526,7 +552,7 @@ pub unsafe extern "C" fn vton_result_get(
     out: *mut *mut vton_image,
 ) -> vton_status {
     guard(|| {
-        let r = &result.as_ref().ok_or_else(|| null("result"))?.out;
+        let r = result.as_ref().ok_or_else(|| null("result"))?;
         if out.is_null() {
             return Err(null("out"));
         }
@@ -535,12 +561,26 @@ pub unsafe extern "C" fn vton_result_get(
             height: m.height,
             data: m.data.iter().flat_map(|&v| [v, v, v]).collect(),
         };
+        let absent = |what: &str| {
+            (
+                VTON_STATUS_INVALID_ARGUMENT,
+                format!("this method's result has no {what}"),
+            )
+        };
         let img = match which {
             vton_output::VTON_OUTPUT_IMAGE => r.image.clone(),
-            vton_output::VTON_OUTPUT_WARPED_GARMENT => r.warped_garment.clone(),
-            vton_output::VTON_OUTPUT_AGNOSTIC_IMAGE => r.agnostic_image.clone(),
-            vton_output::VTON_OUTPUT_AGNOSTIC_MASK => rgb_of_mask(&r.agnostic_mask),
-            vton_output::VTON_OUTPUT_WARPED_MASK => rgb_of_mask(&r.warped_mask),
+            vton_output::VTON_OUTPUT_WARPED_GARMENT => {
+                r.warped_garment.clone().ok_or_else(|| absent("warped garment"))?
+            }
+            vton_output::VTON_OUTPUT_AGNOSTIC_IMAGE => {
+                r.agnostic_image.clone().ok_or_else(|| absent("agnostic image"))?
+            }
+            vton_output::VTON_OUTPUT_AGNOSTIC_MASK => {
+                rgb_of_mask(r.agnostic_mask.as_ref().ok_or_else(|| absent("agnostic mask"))?)
+            }
+            vton_output::VTON_OUTPUT_WARPED_MASK => {
+                rgb_of_mask(r.warped_mask.as_ref().ok_or_else(|| absent("warped mask"))?)
+            }
         };
         *out = Box::into_raw(Box::new(vton_image {
             width: img.width as u32,
@@ -615,3 +655,6 @@ pub unsafe extern "C" fn vton_image_free(image: *mut vton_image) {
         let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(image))));
     }
 }
+
+mod gan;
+pub use gan::*;
