@@ -5,12 +5,12 @@ use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use vton_core::default_device;
 use vton_core::io::ParseMap;
 use vton_core::models::cpvton::{GmmConfig, TomConfig};
 use vton_core::models::hrviton::{ConditionGeneratorConfig, HRVitonGeneratorConfig, SpadeNoise};
 use vton_core::pipelines::cpvton::{CPVTONPipeline, CpvtonOptions, CpvtonPerson};
 use vton_core::pipelines::hrviton::{HRVitonImages, HRVitonOptions, HRVitonPipeline};
-use vton_core::default_device;
 
 use crate::vton_status::*;
 use crate::{
@@ -100,24 +100,26 @@ pub unsafe extern "C" fn vton_gan_pipeline_load(
         let dev = default_device();
         let (fh, fw) = (p.fine_height as usize, p.fine_width as usize);
         let inner = match method {
-            vton_gan_method::VTON_GAN_CPVTON => Gan::Cpvton(core(CPVTONPipeline::from_checkpoints(
-                Path::new(&a),
-                Path::new(&b),
-                GmmConfig {
-                    fine_height: fh,
-                    fine_width: fw,
-                    ..GmmConfig::default()
-                },
-                TomConfig {
-                    ngf: p.ngf as usize,
-                    ..TomConfig::default()
-                },
-                CpvtonOptions {
-                    align_corners: p.align_corners != 0,
-                    ..CpvtonOptions::default()
-                },
-                &dev,
-            ))?),
+            vton_gan_method::VTON_GAN_CPVTON => {
+                Gan::Cpvton(core(CPVTONPipeline::from_checkpoints(
+                    Path::new(&a),
+                    Path::new(&b),
+                    GmmConfig {
+                        fine_height: fh,
+                        fine_width: fw,
+                        ..GmmConfig::default()
+                    },
+                    TomConfig {
+                        ngf: p.ngf as usize,
+                        ..TomConfig::default()
+                    },
+                    CpvtonOptions {
+                        align_corners: p.align_corners != 0,
+                        ..CpvtonOptions::default()
+                    },
+                    &dev,
+                ))?)
+            }
             vton_gan_method::VTON_GAN_HRVITON => Gan::Hrviton(
                 core(HRVitonPipeline::from_checkpoints(
                     Path::new(&a),
@@ -211,8 +213,14 @@ pub unsafe extern "C" fn vton_try_on_gan(
                         .parse_agnostic
                         .clone()
                         .ok_or_else(|| missing("parse-agnostic map"))?,
-                    densepose: inp.densepose.clone().ok_or_else(|| missing("DensePose image"))?,
-                    agnostic: inp.agnostic.clone().ok_or_else(|| missing("agnostic image"))?,
+                    densepose: inp
+                        .densepose
+                        .clone()
+                        .ok_or_else(|| missing("DensePose image"))?,
+                    agnostic: inp
+                        .agnostic
+                        .clone()
+                        .ok_or_else(|| missing("agnostic image"))?,
                 };
                 let mut noise = if prm.use_noise != 0 {
                     SpadeNoise::seeded(prm.seed)
@@ -262,7 +270,11 @@ pub unsafe extern "C" fn vton_inputs_set_parse(
     width: u32,
     height: u32,
 ) -> vton_status {
-    set_field(inputs, |i| &mut i.parse, || labels_arg(labels, width, height))
+    set_field(
+        inputs,
+        |i| &mut i.parse,
+        || labels_arg(labels, width, height),
+    )
 }
 
 /// Reads the person's LIP parse from a label PNG (palette or grey values are the labels).
@@ -271,9 +283,11 @@ pub unsafe extern "C" fn vton_inputs_read_parse(
     inputs: *mut vton_inputs,
     path: *const c_char,
 ) -> vton_status {
-    set_field(inputs, |i| &mut i.parse, || {
-        core(ParseMap::read(path_arg(path, "path")?))
-    })
+    set_field(
+        inputs,
+        |i| &mut i.parse,
+        || core(ParseMap::read(path_arg(path, "path")?)),
+    )
 }
 
 /// Sets HR-VITON's parse-agnostic map (LIP labels, `width * height` bytes).
@@ -284,9 +298,11 @@ pub unsafe extern "C" fn vton_inputs_set_parse_agnostic(
     width: u32,
     height: u32,
 ) -> vton_status {
-    set_field(inputs, |i| &mut i.parse_agnostic, || {
-        labels_arg(labels, width, height)
-    })
+    set_field(
+        inputs,
+        |i| &mut i.parse_agnostic,
+        || labels_arg(labels, width, height),
+    )
 }
 
 /// Reads HR-VITON's parse-agnostic map from a label PNG.
@@ -295,9 +311,11 @@ pub unsafe extern "C" fn vton_inputs_read_parse_agnostic(
     inputs: *mut vton_inputs,
     path: *const c_char,
 ) -> vton_status {
-    set_field(inputs, |i| &mut i.parse_agnostic, || {
-        core(ParseMap::read(path_arg(path, "path")?))
-    })
+    set_field(
+        inputs,
+        |i| &mut i.parse_agnostic,
+        || core(ParseMap::read(path_arg(path, "path")?)),
+    )
 }
 
 /// Sets the DensePose image (8-bit RGB) for HR-VITON.
@@ -308,9 +326,11 @@ pub unsafe extern "C" fn vton_inputs_set_densepose_rgb(
     width: u32,
     height: u32,
 ) -> vton_status {
-    set_field(inputs, |i| &mut i.densepose, || {
-        rgb_arg(rgb, width, height, "rgb")
-    })
+    set_field(
+        inputs,
+        |i| &mut i.densepose,
+        || rgb_arg(rgb, width, height, "rgb"),
+    )
 }
 
 /// Sets the agnostic person image (8-bit RGB) for HR-VITON.
@@ -321,5 +341,9 @@ pub unsafe extern "C" fn vton_inputs_set_agnostic_rgb(
     width: u32,
     height: u32,
 ) -> vton_status {
-    set_field(inputs, |i| &mut i.agnostic, || rgb_arg(rgb, width, height, "rgb"))
+    set_field(
+        inputs,
+        |i| &mut i.agnostic,
+        || rgb_arg(rgb, width, height, "rgb"),
+    )
 }

@@ -569,18 +569,24 @@ pub unsafe extern "C" fn vton_result_get(
         };
         let img = match which {
             vton_output::VTON_OUTPUT_IMAGE => r.image.clone(),
-            vton_output::VTON_OUTPUT_WARPED_GARMENT => {
-                r.warped_garment.clone().ok_or_else(|| absent("warped garment"))?
-            }
-            vton_output::VTON_OUTPUT_AGNOSTIC_IMAGE => {
-                r.agnostic_image.clone().ok_or_else(|| absent("agnostic image"))?
-            }
-            vton_output::VTON_OUTPUT_AGNOSTIC_MASK => {
-                rgb_of_mask(r.agnostic_mask.as_ref().ok_or_else(|| absent("agnostic mask"))?)
-            }
-            vton_output::VTON_OUTPUT_WARPED_MASK => {
-                rgb_of_mask(r.warped_mask.as_ref().ok_or_else(|| absent("warped mask"))?)
-            }
+            vton_output::VTON_OUTPUT_WARPED_GARMENT => r
+                .warped_garment
+                .clone()
+                .ok_or_else(|| absent("warped garment"))?,
+            vton_output::VTON_OUTPUT_AGNOSTIC_IMAGE => r
+                .agnostic_image
+                .clone()
+                .ok_or_else(|| absent("agnostic image"))?,
+            vton_output::VTON_OUTPUT_AGNOSTIC_MASK => rgb_of_mask(
+                r.agnostic_mask
+                    .as_ref()
+                    .ok_or_else(|| absent("agnostic mask"))?,
+            ),
+            vton_output::VTON_OUTPUT_WARPED_MASK => rgb_of_mask(
+                r.warped_mask
+                    .as_ref()
+                    .ok_or_else(|| absent("warped mask"))?,
+            ),
         };
         *out = Box::into_raw(Box::new(vton_image {
             width: img.width as u32,

@@ -10,6 +10,7 @@ use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
 use vton_core::{device_from_name, Result, VtonError};
 
 mod diffusion;
+mod gan;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Try a garment on a person (with no input arguments: the bundled example).
     TryOn(TryOnArgs),
+    /// Run CP-VTON+ or HR-VITON over a VITON-HD-layout test set.
+    RunDataset(gan::RunDatasetArgs),
 }
 
 #[derive(Args)]
@@ -61,12 +64,25 @@ struct TryOnArgs {
     #[arg(long)]
     panel: Option<PathBuf>,
     /// geometric (no weights), catvton or inpaint (diffusers inpainting pipeline folder
-    /// in --weights).
+    /// in --weights), cpvton (gmm_final.pth + tom_final.pth) or hrviton (mtviton.pth +
+    /// gen.pth).
     #[arg(long, default_value = "geometric")]
     method: String,
-    /// Weights: a diffusers inpainting pipeline folder (vae/, unet/, scheduler/).
+    /// Weights: a diffusers inpainting pipeline folder (vae/, unet/, scheduler/), or the
+    /// folder holding the CP-VTON+ / HR-VITON checkpoints.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// HR-VITON: parse-agnostic label map (image-parse-agnostic-v3.2).
+    #[arg(long)]
+    parse_agnostic: Option<PathBuf>,
+    /// HR-VITON: DensePose image (image-densepose).
+    #[arg(long)]
+    densepose: Option<PathBuf>,
+    /// HR-VITON: agnostic person image (agnostic-v3.2).
+    #[arg(long)]
+    agnostic: Option<PathBuf>,
+    #[command(flatten)]
+    gan: gan::GanArgs,
     /// CatVTON's attention checkpoint (file or folder), loaded on top of --weights' U-Net.
     #[arg(long)]
     attn_checkpoint: Option<PathBuf>,
@@ -119,7 +135,43 @@ fn panel(images: &[&RgbImage], height: usize) -> RgbImage {
     out
 }
 
+fn try_on_gan(args: &TryOnArgs) -> Result<()> {
+    let files = gan::TryOnFiles {
+        person: args.person.as_deref(),
+        keypoints: args.keypoints.as_deref(),
+        person_mask: args.person_mask.as_deref(),
+        parse: args.parse.as_deref(),
+        garment: args.garment.as_deref(),
+        garment_mask: args.garment_mask.as_deref(),
+        parse_agnostic: args.parse_agnostic.as_deref(),
+        densepose: args.densepose.as_deref(),
+        agnostic: args.agnostic.as_deref(),
+    };
+    let device = device_from_name(&args.device)?;
+    let (image, garment, warped) = gan::try_on(
+        &args.method,
+        &files,
+        &args.gan,
+        args.weights.as_deref(),
+        &device,
+    )?;
+    image.save_png(&args.out)?;
+    println!("wrote {}", args.out.display());
+    if let Some(dir) = &args.save_intermediates {
+        warped.save_png(dir.join("warped_garment.png"))?;
+        println!("wrote intermediates to {}", dir.display());
+    }
+    if let Some(p) = &args.panel {
+        panel(&[&garment, &image], image.height).save_png(p)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn try_on(args: TryOnArgs) -> Result<()> {
+    if matches!(args.method.as_str(), "cpvton" | "hrviton") {
+        return try_on_gan(&args);
+    }
     let any_input = args.person.is_some() || args.garment.is_some() || args.keypoints.is_some();
     let (person, keypoints, person_mask, garment, garment_mask, panel_path) = if any_input {
         let need = |p: Option<PathBuf>, name: &str| {
@@ -201,6 +253,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::TryOn(args) => try_on(args),
+        Command::RunDataset(args) => gan::run_dataset(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

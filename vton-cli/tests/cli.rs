@@ -193,3 +193,224 @@ fn diffusion_methods_run_on_a_pipeline_folder() {
     let o = vton(&["try-on", "--method", "magic"], dir.path());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("magic"));
 }
+
+fn fixture(rel: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "tests", "fixtures", rel]
+        .iter()
+        .collect();
+    p.to_string_lossy().into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn try_on_with_cpvton_finds_checkpoints_in_a_weights_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    // The CP-VTON+ checkpoints layout: checkpoints/GMM/gmm_final.pth, checkpoints/TOM/tom_final.pth.
+    let w = dir.path().join("checkpoints");
+    std::fs::create_dir_all(w.join("GMM")).unwrap();
+    std::fs::create_dir_all(w.join("TOM")).unwrap();
+    std::fs::copy(fixture("gan/cpvton_gmm.pth"), w.join("GMM/gmm_final.pth")).unwrap();
+    std::fs::copy(fixture("gan/cpvton_tom.pth"), w.join("TOM/tom_final.pth")).unwrap();
+    let args = [
+        "try-on",
+        "--method",
+        "cpvton",
+        "--weights",
+        "checkpoints",
+        "--ngf",
+        "8",
+        "--person",
+        &example("person/mpl_grace_hopper.png"),
+        "--keypoints",
+        &example("person/mpl_grace_hopper_keypoints.json"),
+        "--person-mask",
+        &example("person/mpl_grace_hopper_mask.png"),
+        "--garment",
+        &example("garment/openvto_shirt1_front.png"),
+        "--garment-mask",
+        &example("garment/openvto_shirt1_front_mask.png"),
+        "--out",
+        "cp.png",
+        "--save-intermediates",
+        "inter",
+    ];
+    ok(&vton(&args, dir.path()));
+    assert_eq!(dims(&dir.path().join("cp.png")), (192, 256));
+    assert_eq!(
+        dims(&dir.path().join("inter/warped_garment.png")),
+        (192, 256)
+    );
+    // The released width against this checkpoint: one line naming the key.
+    let mut bad = args.to_vec();
+    bad[6] = "64";
+    let out = vton(&bad, dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.starts_with("error: ") && err.contains("model.model.0.weight"),
+        "{err}"
+    );
+    // A missing input is named.
+    let out = vton(&args[..15], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--garment-mask"),
+        "{err}"
+    );
+}
+
+#[test]
+fn try_on_with_hrviton() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = |rel: &str| fixture(&format!("vitonhd_tiny/test/{rel}"));
+    let out = vton(
+        &[
+            "try-on",
+            "--method",
+            "hrviton",
+            "--tocg",
+            &fixture("gan/hrviton_tocg.pth"),
+            "--generator",
+            &fixture("gan/hrviton_gen.pth"),
+            "--tocg-ngf",
+            "8",
+            "--ngf",
+            "2",
+            "--fine-size",
+            "256x128",
+            "--garment",
+            &t("cloth/00002_00.jpg"),
+            "--garment-mask",
+            &t("cloth-mask/00002_00.jpg"),
+            "--parse-agnostic",
+            &t("image-parse-agnostic-v3.2/00001_00.png"),
+            "--densepose",
+            &t("image-densepose/00001_00.jpg"),
+            "--agnostic",
+            &t("agnostic-v3.2/00001_00.jpg"),
+            "--out",
+            "hr.png",
+        ],
+        dir.path(),
+    );
+    ok(&out);
+    assert_eq!(dims(&dir.path().join("hr.png")), (128, 256));
+}
+
+#[test]
+fn run_dataset_writes_every_pair_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |mode: &str| {
+        vec![
+            "run-dataset".to_string(),
+            "--model".into(),
+            "hrviton".into(),
+            "--tocg".into(),
+            fixture("gan/hrviton_tocg.pth"),
+            "--generator".into(),
+            fixture("gan/hrviton_gen.pth"),
+            "--tocg-ngf".into(),
+            "8".into(),
+            "--ngf".into(),
+            "2".into(),
+            "--fine-size".into(),
+            "256x128".into(),
+            "--data".into(),
+            fixture("vitonhd_tiny"),
+            "--out".into(),
+            format!("res_{mode}"),
+            "--mode".into(),
+            mode.into(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        vton(&a, dir.path())
+    };
+    let stdout = ok(&run(args("unpaired")));
+    assert!(stdout.contains("2 written, 0 skipped"), "{stdout}");
+    let res = dir.path().join("res_unpaired");
+    for name in ["00001_00_00002_00.png", "00002_00_00001_00.png"] {
+        assert_eq!(dims(&res.join(name)), (128, 256));
+    }
+    // Resume: a finished run writes nothing; a missing result is redone.
+    let stdout = ok(&run(args("unpaired")));
+    assert!(stdout.contains("0 written, 2 skipped"), "{stdout}");
+    std::fs::remove_file(res.join("00002_00_00001_00.png")).unwrap();
+    let stdout = ok(&run(args("unpaired")));
+    assert!(stdout.contains("1 written, 1 skipped"), "{stdout}");
+    assert!(
+        std::fs::read_dir(&res).unwrap().count() == 2,
+        "no partial files left"
+    );
+    // Paired: each person with their own garment.
+    ok(&run(args("paired")));
+    assert!(dir
+        .path()
+        .join("res_paired/00001_00_00001_00.png")
+        .is_file());
+    // CP-VTON+ over the same set.
+    let out = vton(
+        &[
+            "run-dataset",
+            "--model",
+            "cpvton",
+            "--gmm",
+            &fixture("gan/cpvton_gmm.pth"),
+            "--tom",
+            &fixture("gan/cpvton_tom.pth"),
+            "--ngf",
+            "8",
+            "--data",
+            &fixture("vitonhd_tiny"),
+            "--out",
+            "cp",
+            "--limit",
+            "1",
+        ],
+        dir.path(),
+    );
+    ok(&out);
+    assert_eq!(
+        dims(&dir.path().join("cp/00001_00_00002_00.png")),
+        (192, 256)
+    );
+    // Errors are one line.
+    let out = vton(
+        &[
+            "run-dataset",
+            "--model",
+            "nope",
+            "--data",
+            &fixture("vitonhd_tiny"),
+            "--out",
+            "x",
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.starts_with("error: ") && err.contains("nope"),
+        "{err}"
+    );
+    let out = vton(
+        &[
+            "run-dataset",
+            "--model",
+            "hrviton",
+            "--data",
+            "/nonexistent",
+            "--out",
+            "x",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+}

@@ -32,12 +32,39 @@ fn cpvton_gmm_matches_original() {
     let gmm = Gmm::from_checkpoint(gan("cpvton_gmm.pth"), GmmConfig::default(), &dev).unwrap();
     assert_eq!(gmm.input_channels(), (22, 1));
     let out = gmm
-        .forward(tensor(&t, "input.agnostic", &dev), tensor(&t, "input.cm", &dev))
+        .forward(
+            tensor(&t, "input.agnostic", &dev),
+            tensor(&t, "input.cm", &dev),
+        )
         .unwrap();
-    check(&t, "featureA", "output.intermediate.featureA_raw", out.feature_a, tl);
-    check(&t, "featureB", "output.intermediate.featureB_raw", out.feature_b, tl);
-    check(&t, "correlation", "output.intermediate.correlation", out.correlation, tl);
-    assert_close("theta", &values(out.theta), &t["output.theta"].1, tl.0, tl.1);
+    check(
+        &t,
+        "featureA",
+        "output.intermediate.featureA_raw",
+        out.feature_a,
+        tl,
+    );
+    check(
+        &t,
+        "featureB",
+        "output.intermediate.featureB_raw",
+        out.feature_b,
+        tl,
+    );
+    check(
+        &t,
+        "correlation",
+        "output.intermediate.correlation",
+        out.correlation,
+        tl,
+    );
+    assert_close(
+        "theta",
+        &values(out.theta),
+        &t["output.theta"].1,
+        tl.0,
+        tl.1,
+    );
     check(&t, "grid", "output.grid", out.grid, tl);
 }
 
@@ -51,7 +78,11 @@ fn cpvton_gmm_rejects_wrong_sizes() {
     assert!(e.contains("256x192"), "{e}");
     let a = burn::tensor::Tensor::<4>::zeros([1, 3, 256, 192], &dev);
     let m = burn::tensor::Tensor::<4>::zeros([1, 1, 256, 192], &dev);
-    assert!(gmm.forward(a, m).unwrap_err().to_string().contains("[B, 22, H, W]"));
+    assert!(gmm
+        .forward(a, m)
+        .unwrap_err()
+        .to_string()
+        .contains("[B, 22, H, W]"));
     // A fine size whose regression input disagrees with the checkpoint's Linear.
     let cfg = GmmConfig {
         fine_height: 128,
@@ -59,10 +90,7 @@ fn cpvton_gmm_rejects_wrong_sizes() {
         ..GmmConfig::default()
     };
     let e = Gmm::from_checkpoint(gan("cpvton_gmm.pth"), cfg, &dev).unwrap_err();
-    assert!(
-        e.to_string().contains("regression.conv.0.weight"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("regression.conv.0.weight"), "{e}");
 }
 
 #[test]
@@ -102,7 +130,13 @@ fn cpvton_tom_config_must_match_checkpoint() {
         ..TomConfig::default()
     };
     let e = Tom::from_checkpoint(gan("cpvton_tom.pth"), cfg, &dev).unwrap_err();
-    assert!(matches!(e, vton_core::VtonError::MissingWeights { .. } | vton_core::VtonError::WeightShape { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            vton_core::VtonError::MissingWeights { .. } | vton_core::VtonError::WeightShape { .. }
+        ),
+        "{e}"
+    );
     let cfg = TomConfig {
         ngf: 8,
         num_downs: 5,
@@ -112,8 +146,8 @@ fn cpvton_tom_config_must_match_checkpoint() {
 }
 
 use vton_core::models::hrviton::{
-    ConditionGenerator, ConditionGeneratorConfig, HRVitonGenerator, HRVitonGeneratorConfig,
-    NormG, SpadeNoise, SpadeResBlock,
+    ConditionGenerator, ConditionGeneratorConfig, HRVitonGenerator, HRVitonGeneratorConfig, NormG,
+    SpadeNoise, SpadeResBlock,
 };
 use vton_core::weights::{Checkpoint, Loader};
 
@@ -133,15 +167,30 @@ fn hrviton_condition_generator_matches_original() {
         ConditionGenerator::from_checkpoint(gan("hrviton_tocg.pth"), tocg_config(), &dev).unwrap();
     assert!(report.unused.is_empty(), "{:?}", report.unused);
     let out = tocg
-        .forward(tensor(&t, "input.input1", &dev), tensor(&t, "input.input2", &dev))
+        .forward(
+            tensor(&t, "input.input1", &dev),
+            tensor(&t, "input.input2", &dev),
+        )
         .unwrap();
     assert_eq!(out.flow_list.len(), 5);
     for (i, f) in out.flow_list.into_iter().enumerate() {
-        check(&t, &format!("flow_list.{i}"), &format!("output.flow_list.{i}"), f, tl);
+        check(
+            &t,
+            &format!("flow_list.{i}"),
+            &format!("output.flow_list.{i}"),
+            f,
+            tl,
+        );
     }
     check(&t, "fake_segmap", "output.fake_segmap", out.fake_segmap, tl);
     check(&t, "warped_c", "output.warped_c", out.warped_cloth, tl);
-    check(&t, "warped_cm", "output.warped_cm", out.warped_cloth_mask, tl);
+    check(
+        &t,
+        "warped_cm",
+        "output.warped_cm",
+        out.warped_cloth_mask,
+        tl,
+    );
 }
 
 #[test]
@@ -206,7 +255,9 @@ fn hrviton_spade_resblock_replays_recorded_noise() {
     l.finish(true).unwrap();
     let x = tensor::<4>(&t, "input.x", &dev);
     let seg = tensor::<4>(&t, "input.seg", &dev);
-    let draws = (0..3).map(|i| tensor::<4>(&t, &format!("input.noise.{i}"), &dev)).collect();
+    let draws = (0..3)
+        .map(|i| tensor::<4>(&t, &format!("input.noise.{i}"), &dev))
+        .collect();
     let out = block
         .forward(x.clone(), seg.clone(), &mut SpadeNoise::Given(draws))
         .unwrap();
@@ -238,8 +289,20 @@ fn hrviton_test_procedure_matches_original() {
         agnostic: tensor(&t, "input.agnostic", &dev),
     };
     let out = pipe.run(&inputs, &mut SpadeNoise::Zero).unwrap();
-    check(&t, "flow_list.4", "output.tocg.flow_list.4", out.tocg.flow_list[4].clone(), tl);
-    check(&t, "tocg warped cm", "output.tocg.warped_clothmask_paired", out.tocg.warped_cloth_mask.clone(), tl);
+    check(
+        &t,
+        "flow_list.4",
+        "output.tocg.flow_list.4",
+        out.tocg.flow_list[4].clone(),
+        tl,
+    );
+    check(
+        &t,
+        "tocg warped cm",
+        "output.tocg.warped_clothmask_paired",
+        out.tocg.warped_cloth_mask.clone(),
+        tl,
+    );
     // argmax: equal wherever the reference's top-2 margin is clear of float noise.
     let got = values(out.fake_parse);
     let (want, margin) = (&t["output.fake_parse"].1, &t["output.fake_parse_margin"].1);
@@ -248,9 +311,27 @@ fn hrviton_test_procedure_matches_original() {
     let wrong = clear.iter().filter(|&&i| got[i] != want[i]).count();
     assert_eq!(wrong, 0, "fake_parse differs at {wrong} clear pixels");
     let near_ties = got.iter().zip(want).filter(|(a, b)| a != b).count();
-    check(&t, "before occlusion", "output.warped_clothmask_before_occlusion", out.warped_clothmask_before_occlusion, tl);
-    check(&t, "warped_clothmask", "output.warped_clothmask", out.warped_clothmask, tl);
-    check(&t, "warped_cloth", "output.warped_cloth", out.warped_cloth, tl);
+    check(
+        &t,
+        "before occlusion",
+        "output.warped_clothmask_before_occlusion",
+        out.warped_clothmask_before_occlusion,
+        tl,
+    );
+    check(
+        &t,
+        "warped_clothmask",
+        "output.warped_clothmask",
+        out.warped_clothmask,
+        tl,
+    );
+    check(
+        &t,
+        "warped_cloth",
+        "output.warped_cloth",
+        out.warped_cloth,
+        tl,
+    );
     if near_ties == 0 {
         check(&t, "output", "output.output", out.output, tl);
     } else {
@@ -258,8 +339,15 @@ fn hrviton_test_procedure_matches_original() {
         // rest of the image to match.
         let got = values(out.output);
         let w = &t["output.output"].1;
-        let bad = got.iter().zip(w).filter(|(g, w)| (*g - *w).abs() > tl.0 + tl.1 * w.abs()).count();
-        assert!((bad as f64) < 0.001 * got.len() as f64, "{bad} output values off");
+        let bad = got
+            .iter()
+            .zip(w)
+            .filter(|(g, w)| (*g - *w).abs() > tl.0 + tl.1 * w.abs())
+            .count();
+        assert!(
+            (bad as f64) < 0.001 * got.len() as f64,
+            "{bad} output values off"
+        );
     }
 }
 
@@ -290,12 +378,19 @@ fn bad_checkpoints_are_typed_errors() {
         matches!(e, VtonError::MissingWeights { ref keys, .. } if keys.contains("extractionA.model.0.weight")),
         "{e}"
     );
-    let e = HRVitonGenerator::from_checkpoint(gan("cpvton_tom.pth"), gen_config(), &dev).unwrap_err();
+    let e =
+        HRVitonGenerator::from_checkpoint(gan("cpvton_tom.pth"), gen_config(), &dev).unwrap_err();
     assert!(matches!(e, VtonError::MissingWeights { .. }), "{e}");
     // Wrong shapes: the generator at another width.
-    let cfg = HRVitonGeneratorConfig { ngf: 4, ..gen_config() };
+    let cfg = HRVitonGeneratorConfig {
+        ngf: 4,
+        ..gen_config()
+    };
     let e = HRVitonGenerator::from_checkpoint(gan("hrviton_gen.pth"), cfg, &dev).unwrap_err();
-    assert!(matches!(e, VtonError::WeightShape { ref key, .. } if key == "conv_0.weight"), "{e}");
+    assert!(
+        matches!(e, VtonError::WeightShape { ref key, .. } if key == "conv_0.weight"),
+        "{e}"
+    );
     // Strict loads name unexpected keys (TOM checkpoint with an extra tensor).
     let ck = vton_core::weights::Checkpoint::open(gan("hrviton_gen_renamed.safetensors")).unwrap();
     let extra = ck.overlay(
@@ -306,5 +401,8 @@ fn bad_checkpoints_are_typed_errors() {
     let l = Loader::new(&extra, &dev, false);
     HRVitonGenerator::load(&l, gen_config()).unwrap();
     let e = l.finish(true).unwrap_err();
-    assert!(matches!(e, VtonError::UnexpectedWeights { ref keys, .. } if keys.contains("extra.bias")), "{e}");
+    assert!(
+        matches!(e, VtonError::UnexpectedWeights { ref keys, .. } if keys.contains("extra.bias")),
+        "{e}"
+    );
 }

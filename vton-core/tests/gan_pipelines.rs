@@ -20,7 +20,10 @@ fn cpvton(dev: &burn::tensor::Device) -> CPVTONPipeline {
         gan("cpvton_gmm.pth"),
         gan("cpvton_tom.pth"),
         GmmConfig::default(),
-        TomConfig { ngf: 8, ..TomConfig::default() },
+        TomConfig {
+            ngf: 8,
+            ..TomConfig::default()
+        },
         CpvtonOptions::default(),
         dev,
     )
@@ -31,8 +34,16 @@ fn hrviton(dev: &burn::tensor::Device, h: usize, w: usize) -> HRVitonPipeline {
     HRVitonPipeline::from_checkpoints(
         gan("hrviton_tocg.pth"),
         gan("hrviton_gen.pth"),
-        ConditionGeneratorConfig { ngf: 8, ..ConditionGeneratorConfig::default() },
-        HRVitonGeneratorConfig { ngf: 2, fine_height: h, fine_width: w, ..HRVitonGeneratorConfig::default() },
+        ConditionGeneratorConfig {
+            ngf: 8,
+            ..ConditionGeneratorConfig::default()
+        },
+        HRVitonGeneratorConfig {
+            ngf: 2,
+            fine_height: h,
+            fine_width: w,
+            ..HRVitonGeneratorConfig::default()
+        },
         HRVitonOptions::default(),
         dev,
     )
@@ -45,7 +56,10 @@ fn vitonhd_reader_lists_pairs_and_reads_samples() {
     assert!(ds.data.ends_with("test"));
     let un = ds.pairs(PairMode::Unpaired);
     assert_eq!(un.len(), 2);
-    assert_eq!((un[0].person.as_str(), un[0].cloth.as_str()), ("00001_00.jpg", "00002_00.jpg"));
+    assert_eq!(
+        (un[0].person.as_str(), un[0].cloth.as_str()),
+        ("00001_00.jpg", "00002_00.jpg")
+    );
     assert_eq!(un[0].output_name(), "00001_00_00002_00.png");
     let pa = ds.pairs(PairMode::Paired);
     assert_eq!(pa[0].cloth, "00001_00.jpg");
@@ -53,7 +67,11 @@ fn vitonhd_reader_lists_pairs_and_reads_samples() {
     assert_eq!((s.cloth.width, s.cloth.height), (384, 512));
     assert_eq!(s.parse_agnostic.num_labels, 20);
     // The parse-agnostic map has no upper clothes or arms.
-    assert!(s.parse_agnostic.labels.iter().all(|l| ![5, 14, 15].contains(l)));
+    assert!(s
+        .parse_agnostic
+        .labels
+        .iter()
+        .all(|l| ![5, 14, 15].contains(l)));
     let c = ds.cpvton_sample(&un[1]).unwrap();
     assert!(c.parse.labels.contains(&5));
     assert!(c.pose.get(vton_core::io::Joint::Neck).is_some());
@@ -101,7 +119,11 @@ fn cpvton_try_on_on_a_photo_without_parse() {
     let pipe = cpvton(&dev);
     let person = read_image(example("person/mpl_grace_hopper.png")).unwrap();
     let mask = read_mask(example("person/mpl_grace_hopper_mask.png")).unwrap();
-    let pose = read_keypoints(example("person/mpl_grace_hopper_keypoints.json"), PersonSelection::Largest).unwrap();
+    let pose = read_keypoints(
+        example("person/mpl_grace_hopper_keypoints.json"),
+        PersonSelection::Largest,
+    )
+    .unwrap();
     let cloth = read_image(example("garment/openvto_shirt1_front.png")).unwrap();
     let cmask = read_mask(example("garment/openvto_shirt1_front_mask.png")).unwrap();
     let p = CpvtonPerson::prepare(&person, &pose, None, Some(&mask), 192, 256).unwrap();
@@ -132,7 +154,11 @@ fn hrviton_try_on_on_a_dataset_sample() {
     let s = ds.hrviton_sample(&ds.pairs(PairMode::Unpaired)[0]).unwrap();
     let a = pipe.try_on(&s, &mut SpadeNoise::Zero, &dev).unwrap();
     assert_eq!((a.image.width, a.image.height), (384, 512));
-    assert!(a.image.data.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+    assert!(a
+        .image
+        .data
+        .iter()
+        .all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
     // Deterministic without noise; these weights have noise_scale 0, so a seed changes nothing.
     let b = pipe.try_on(&s, &mut SpadeNoise::seeded(7), &dev).unwrap();
     assert_eq!(a.image, b.image);

@@ -6,6 +6,7 @@ use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use vton_core::burn::tensor::Tensor;
+use vton_core::default_device;
 use vton_core::io::image::tensor_to_vec;
 use vton_core::io::{Mask, ParseMap, Pose, RgbImage};
 use vton_core::models::cpvton::{Gmm, GmmConfig, Tom, TomConfig};
@@ -18,9 +19,11 @@ use vton_core::pipelines::cpvton::{CPVTONPipeline as CoreCp, CpvtonOptions, Cpvt
 use vton_core::pipelines::hrviton::{
     HRVitonImages, HRVitonInputs, HRVitonOptions, HRVitonPipeline as CoreHr,
 };
-use vton_core::default_device;
 
-use crate::{bad, dyn_out, image_from, image_to_py, mask_from, mask_to_py, shape_of, tensor4, to_py_err, to_vec};
+use crate::{
+    bad, dyn_out, image_from, image_to_py, mask_from, mask_to_py, shape_of, tensor4, to_py_err,
+    to_vec,
+};
 
 type Out<'py> = PyResult<Bound<'py, PyArrayDyn<f32>>>;
 
@@ -134,7 +137,10 @@ impl GMM {
         agnostic: PyReadonlyArrayDyn<'py, f32>,
         cloth_mask: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let (a, m) = (tensor4("agnostic", &agnostic)?, tensor4("cloth_mask", &cloth_mask)?);
+        let (a, m) = (
+            tensor4("agnostic", &agnostic)?,
+            tensor4("cloth_mask", &cloth_mask)?,
+        );
         let o = py.detach(|| self.inner.forward(a, m)).map_err(to_py_err)?;
         let [b, t] = o.theta.dims();
         let theta = dyn_out(py, vec![b, t], tensor_to_vec(o.theta).map_err(to_py_err)?)?;
@@ -188,7 +194,9 @@ impl TOM {
         let a = tensor4("agnostic", &agnostic)?;
         let c = tensor4("warped_cloth", &warped_cloth)?;
         let m = tensor4("warped_mask", &warped_mask)?;
-        let o = py.detach(|| self.inner.forward(a, c, m)).map_err(to_py_err)?;
+        let o = py
+            .detach(|| self.inner.forward(a, c, m))
+            .map_err(to_py_err)?;
         PyTuple::new(
             py,
             [
@@ -234,7 +242,14 @@ impl ConditionGenerator {
         upsample: &str,
     ) -> PyResult<Self> {
         let cfg = tocg_config(
-            input1_nc, input2_nc, output_nc, ngf, norm_layer, warp_feature, out_layer, upsample,
+            input1_nc,
+            input2_nc,
+            output_nc,
+            ngf,
+            norm_layer,
+            warp_feature,
+            out_layer,
+            upsample,
         )?;
         let (inner, _) = py
             .detach(|| CoreTocg::from_checkpoint(&path, cfg, &default_device()))
@@ -335,7 +350,9 @@ struct CPVTONPipeline {
 fn parse_from(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<ParseMap> {
     let s = shape_of(a);
     if s.len() != 2 {
-        return Err(bad(format!("parse must be an (H, W) label array, got shape {s:?}")));
+        return Err(bad(format!(
+            "parse must be an (H, W) label array, got shape {s:?}"
+        )));
     }
     let labels: Option<Vec<u8>> = a
         .as_array()
@@ -393,7 +410,10 @@ impl CPVTONPipeline {
         let pose = Pose::from_flat(&to_vec(&keypoints)).map_err(to_py_err)?;
         let cloth = image_from("cloth", &cloth)?;
         let cm: Mask = mask_from("cloth_mask", &cloth_mask)?;
-        let pm = person_mask.as_ref().map(|m| mask_from("person_mask", m)).transpose()?;
+        let pm = person_mask
+            .as_ref()
+            .map(|m| mask_from("person_mask", m))
+            .transpose()?;
         let parse = parse.as_ref().map(parse_from).transpose()?;
         let (h, w) = self.inner.fine_size();
         let r = py
@@ -424,11 +444,16 @@ impl CPVTONPipeline {
         let at = tensor4("agnostic_tom", &agnostic_tom)?;
         let c = tensor4("cloth", &cloth)?;
         let m = tensor4("cloth_mask", &cloth_mask)?;
-        let o = py.detach(|| self.inner.run(ag, at, c, m)).map_err(to_py_err)?;
+        let o = py
+            .detach(|| self.inner.run(ag, at, c, m))
+            .map_err(to_py_err)?;
         let d = PyDict::new(py);
         let [b, t] = o.theta.dims();
         d.set_item("grid", out(py, o.grid)?)?;
-        d.set_item("theta", dyn_out(py, vec![b, t], tensor_to_vec(o.theta).map_err(to_py_err)?)?)?;
+        d.set_item(
+            "theta",
+            dyn_out(py, vec![b, t], tensor_to_vec(o.theta).map_err(to_py_err)?)?,
+        )?;
         d.set_item("warped_cloth", out(py, o.warped_cloth)?)?;
         d.set_item("warped_mask", out(py, o.warped_mask)?)?;
         d.set_item("p_rendered", out(py, o.p_rendered)?)?;
@@ -466,13 +491,23 @@ impl HRVitonPipeline {
             ngf: tocg_ngf,
             ..ConditionGeneratorConfig::default()
         };
-        let gc = gen_config(9, ngf, norm_G, num_upsampling_layers, 7, fine_height, fine_width)?;
+        let gc = gen_config(
+            9,
+            ngf,
+            norm_G,
+            num_upsampling_layers,
+            7,
+            fine_height,
+            fine_width,
+        )?;
         let o = HRVitonOptions {
             occlusion,
             ..HRVitonOptions::default()
         };
         let inner = py
-            .detach(|| CoreHr::from_checkpoints(&tocg_path, &gen_path, tc, gc, o, &default_device()))
+            .detach(|| {
+                CoreHr::from_checkpoints(&tocg_path, &gen_path, tc, gc, o, &default_device())
+            })
             .map_err(to_py_err)?;
         Ok(HRVitonPipeline { inner })
     }
@@ -503,7 +538,10 @@ impl HRVitonPipeline {
             agnostic: image_from("agnostic", &agnostic)?,
         };
         let r = py
-            .detach(|| self.inner.try_on(&images, &mut noise(seed), &default_device()))
+            .detach(|| {
+                self.inner
+                    .try_on(&images, &mut noise(seed), &default_device())
+            })
             .map_err(to_py_err)?;
         let d = PyDict::new(py);
         d.set_item("image", image_to_py(py, r.image)?)?;

@@ -17,7 +17,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, VtonError};
-use crate::io::{read_image, read_keypoints, read_mask, Mask, ParseMap, PersonSelection, Pose, RgbImage};
+use crate::io::{
+    read_image, read_keypoints, read_mask, Mask, ParseMap, PersonSelection, Pose, RgbImage,
+};
 use crate::pipelines::hrviton::HRVitonImages;
 
 /// Which garment goes with each person.

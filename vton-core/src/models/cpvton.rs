@@ -43,8 +43,14 @@ pub struct FeatureExtraction {
 
 impl FeatureExtraction {
     /// Layer indices inside `model` (ReLUs sit between, without keys).
-    const CONVS: [(usize, usize, usize, usize); 6] =
-        [(0, 4, 2, 1), (3, 4, 2, 1), (6, 4, 2, 1), (9, 4, 2, 1), (12, 3, 1, 1), (15, 3, 1, 1)];
+    const CONVS: [(usize, usize, usize, usize); 6] = [
+        (0, 4, 2, 1),
+        (3, 4, 2, 1),
+        (6, 4, 2, 1),
+        (9, 4, 2, 1),
+        (12, 3, 1, 1),
+        (15, 3, 1, 1),
+    ];
 
     pub fn load(l: &Loader) -> Result<Self> {
         let l = l.sub("model");
@@ -120,7 +126,16 @@ impl FeatureRegression {
         let (mut convs, mut norms) = (Vec::new(), Vec::new());
         for (idx, k, stride, pad) in Self::CONVS {
             let cout = out_channels(&lc, &idx.to_string())?;
-            convs.push(conv2d(&lc, &idx.to_string(), cin, cout, k, stride, pad, true)?);
+            convs.push(conv2d(
+                &lc,
+                &idx.to_string(),
+                cin,
+                cout,
+                k,
+                stride,
+                pad,
+                true,
+            )?);
             norms.push(BatchNorm2d::load(&lc, &(idx + 1).to_string(), cout, 1e-5)?);
             cin = cout;
         }
@@ -208,7 +223,9 @@ impl Gmm {
         if h % 64 != 0 || w % 64 != 0 || h == 0 || w == 0 {
             return Err(VtonError::invalid(
                 "fine_height/fine_width",
-                format!("{h}x{w}: GMM needs both divisible by 64 (four stride-2 convs, then two more)"),
+                format!(
+                    "{h}x{w}: GMM needs both divisible by 64 (four stride-2 convs, then two more)"
+                ),
             ));
         }
         let extraction_a = FeatureExtraction::load(&l.sub("extractionA"))?;
@@ -347,7 +364,15 @@ impl UnetBlock {
             } else {
                 Level::Middle
             };
-            UnetBlock::load(out, &l.sub(i_sub), next, depth - 1, inner_nc, inner_nc, norm)?;
+            UnetBlock::load(
+                out,
+                &l.sub(i_sub),
+                next,
+                depth - 1,
+                inner_nc,
+                inner_nc,
+                norm,
+            )?;
         }
         Ok(())
     }
@@ -366,9 +391,7 @@ impl UnetBlock {
         if let Some((sub, rest)) = inner.split_first() {
             y = sub.forward(y, rest);
         }
-        y = self
-            .up_norm
-            .forward(self.up.forward(up2_bilinear(relu(y))));
+        y = self.up_norm.forward(self.up.forward(up2_bilinear(relu(y))));
         if self.outermost {
             y
         } else {
@@ -447,7 +470,10 @@ impl Tom {
         if config.output_nc < 4 {
             return Err(VtonError::invalid(
                 "output_nc",
-                format!("{} (TOM splits 3 rendered channels and 1 mask)", config.output_nc),
+                format!(
+                    "{} (TOM splits 3 rendered channels and 1 mask)",
+                    config.output_nc
+                ),
             ));
         }
         let first = l.sub("model.model");

@@ -57,7 +57,10 @@ pub fn hr_grid_sample(x: Tensor<4>, grid: Tensor<4>) -> Result<Tensor<4>> {
 pub fn normalize_flow(flow: Tensor<4>, w: f64, h: f64) -> Tensor<4> {
     let dev = flow.device();
     let s = Tensor::<1>::from_floats(
-        [(1.0 / ((w / 2.0 - 1.0) / 2.0)) as f32, (1.0 / ((h / 2.0 - 1.0) / 2.0)) as f32],
+        [
+            (1.0 / ((w / 2.0 - 1.0) / 2.0)) as f32,
+            (1.0 / ((h / 2.0 - 1.0) / 2.0)) as f32,
+        ],
         &dev,
     )
     .reshape([1, 1, 1, 2]);
@@ -309,7 +312,9 @@ impl ConditionGenerator {
         let seg_decoder = k
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| ResBlock::load(&l.sub(format!("SegDecoder.{i}")), a, b, Scale::Up, norm))
+            .map(|(i, &(a, b))| {
+                ResBlock::load(&l.sub(format!("SegDecoder.{i}")), a, b, Scale::Up, norm)
+            })
             .collect::<Result<Vec<_>>>()?;
         let head_in = ngf + in1 + in2;
         let (out_block, out_conv) = match config.out_layer {
@@ -385,7 +390,9 @@ impl ConditionGenerator {
         if h % 32 != 0 || w % 32 != 0 || h < 64 || w < 64 {
             return Err(VtonError::invalid(
                 "condition generator input size",
-                format!("{h}x{w}: needs multiples of 32, at least 64 (HR-VITON runs it at 256x192)"),
+                format!(
+                    "{h}x{w}: needs multiples of 32, at least 64 (HR-VITON runs it at 256x192)"
+                ),
             ));
         }
         let dev = input1.device();
@@ -498,7 +505,9 @@ impl SpadeNoise {
                 t
             }
         };
-        Ok(Some(r.reshape([b, w, h]).swap_dims(1, 2).reshape([b, 1, h, w])))
+        Ok(Some(
+            r.reshape([b, w, h]).swap_dims(1, 2).reshape([b, 1, h, w]),
+        ))
     }
 }
 
@@ -642,14 +651,18 @@ impl NormG {
             .strip_prefix("alias")
             .or_else(|| rest.strip_prefix("spade"))
             .ok_or_else(|| {
-                VtonError::invalid("norm_G", format!("{name:?} must be [spectral]alias<instance|batch>"))
+                VtonError::invalid(
+                    "norm_G",
+                    format!("{name:?} must be [spectral]alias<instance|batch>"),
+                )
             })?;
         let param_free = match rest {
             "instance" => NormKind::Instance,
             "batch" => NormKind::Batch,
             "mask" => {
                 return Err(VtonError::Unsupported {
-                    what: "norm_G 'aliasmask': HR-VITON's generator never builds MaskNorm blocks".into(),
+                    what: "norm_G 'aliasmask': HR-VITON's generator never builds MaskNorm blocks"
+                        .into(),
                 })
             }
             o => {
@@ -693,7 +706,12 @@ impl SpadeResBlock {
             norm_0: SpadeNorm::load(&l.sub("norm_0"), cin, label_nc, norm.param_free)?,
             norm_1: SpadeNorm::load(&l.sub("norm_1"), middle, label_nc, norm.param_free)?,
             norm_s: if learned {
-                Some(SpadeNorm::load(&l.sub("norm_s"), cin, label_nc, norm.param_free)?)
+                Some(SpadeNorm::load(
+                    &l.sub("norm_s"),
+                    cin,
+                    label_nc,
+                    norm.param_free,
+                )?)
             } else {
                 None
             },
@@ -701,11 +719,18 @@ impl SpadeResBlock {
     }
 
     /// `block(x, seg)`; `seg` is nearest-resized (legacy indexing) to `x`'s size.
-    pub fn forward(&self, x: Tensor<4>, seg: Tensor<4>, noise: &mut SpadeNoise) -> Result<Tensor<4>> {
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        seg: Tensor<4>,
+        noise: &mut SpadeNoise,
+    ) -> Result<Tensor<4>> {
         let [_, _, h, w] = x.dims();
         let seg = resize_nearest(seg, h, w);
         let x_s = match (&self.conv_s, &self.norm_s) {
-            (Some(conv), Some(norm)) => conv.forward(norm.forward(x.clone(), seg.clone(), noise)?),
+            (Some(conv), Some(norm)) => {
+                conv.forward(norm.forward(x.clone(), seg.clone(), noise)?)
+            }
             _ => x.clone(),
         };
         let dx = self
@@ -840,12 +865,24 @@ impl HRVitonGenerator {
             ));
         }
         if nf < 2 || nf % 2 != 0 && num_up_layers == 7 {
-            return Err(VtonError::invalid("ngf", format!("{nf} (must be even and >= 2)")));
+            return Err(VtonError::invalid(
+                "ngf",
+                format!("{nf} (must be even and >= 2)"),
+            ));
         }
         let side = weight_shape(l, "conv_1")?[0];
         let mut convs = vec![conv2d(l, "conv_0", input_nc, 16 * nf, 3, 1, 1, true)?];
         for i in 1..8 {
-            convs.push(conv2d(l, &format!("conv_{i}"), input_nc, side, 3, 1, 1, true)?);
+            convs.push(conv2d(
+                l,
+                &format!("conv_{i}"),
+                input_nc,
+                side,
+                3,
+                1,
+                1,
+                true,
+            )?);
         }
         let mut plan = vec![
             ("head_0", 16 * nf, 16 * nf),
@@ -880,7 +917,12 @@ impl HRVitonGenerator {
 
     /// `generator(x, seg)` with the norms' noise drawn by `noise`; returns
     /// `[B, 3, sh * 2^k, sw * 2^k]` in [-1, 1].
-    pub fn forward(&self, x: Tensor<4>, seg: Tensor<4>, noise: &mut SpadeNoise) -> Result<Tensor<4>> {
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        seg: Tensor<4>,
+        noise: &mut SpadeNoise,
+    ) -> Result<Tensor<4>> {
         let c = self.config;
         check_input("generator x", &x, c.input_nc)?;
         check_input("generator seg", &seg, c.gen_semantic_nc)?;

@@ -132,10 +132,16 @@ impl Letterbox {
 /// keeps the body below the hips (trousers, legs).
 fn head_from_pose(pose: &Pose, person: &Mask, tom: bool) -> Result<Mask> {
     let neck = pose.get(Joint::Neck);
-    let face: Vec<(f32, f32)> = [Joint::Nose, Joint::REye, Joint::LEye, Joint::REar, Joint::LEar]
-        .iter()
-        .filter_map(|&j| pose.get(j))
-        .collect();
+    let face: Vec<(f32, f32)> = [
+        Joint::Nose,
+        Joint::REye,
+        Joint::LEye,
+        Joint::REar,
+        Joint::LEar,
+    ]
+    .iter()
+    .filter_map(|&j| pose.get(j))
+    .collect();
     let (Some(neck), false) = (neck, face.is_empty()) else {
         return Err(VtonError::MissingKeypoints {
             operation: "CP-VTON+ head region without a parse map".into(),
@@ -147,7 +153,9 @@ fn head_from_pose(pose: &Pose, person: &Mask, tom: bool) -> Result<Mask> {
         face.iter().map(|p| p.0).sum::<f32>() / n,
         face.iter().map(|p| p.1).sum::<f32>() / n,
     );
-    let d = ((c.0 - neck.0).powi(2) + (c.1 - neck.1).powi(2)).sqrt().max(2.0);
+    let d = ((c.0 - neck.0).powi(2) + (c.1 - neck.1).powi(2))
+        .sqrt()
+        .max(2.0);
     let mut m = Mask::zeros(person.width, person.height);
     disc(&mut m, c.into(), if tom { 1.1 * d } else { 0.8 * d });
     if tom {
@@ -324,7 +332,12 @@ impl CPVTONPipeline {
 
     /// Warps `cloth [B, 3, H, W]` and `cloth_mask [B, 1, H, W]` by a GMM grid as test.py
     /// does: border padding for the cloth, zeros for the mask.
-    pub fn warp(&self, cloth: Tensor<4>, cloth_mask: Tensor<4>, grid: Tensor<4>) -> Result<(Tensor<4>, Tensor<4>)> {
+    pub fn warp(
+        &self,
+        cloth: Tensor<4>,
+        cloth_mask: Tensor<4>,
+        grid: Tensor<4>,
+    ) -> Result<(Tensor<4>, Tensor<4>)> {
         let ac = self.options.align_corners;
         let c = grid_sample(
             cloth,
@@ -352,7 +365,9 @@ impl CPVTONPipeline {
         let g = self.gmm.forward(agnostic_gmm, cloth_mask.clone())?;
         let (warped_cloth, warped_mask) = self.warp(cloth, cloth_mask, g.grid.clone())?;
         let mask_bin = warped_mask.clone().greater_equal_elem(0.5).float();
-        let t = self.tom.forward(agnostic_tom, warped_cloth.clone(), mask_bin)?;
+        let t = self
+            .tom
+            .forward(agnostic_tom, warped_cloth.clone(), mask_bin)?;
         Ok(CpvtonOutputs {
             grid: g.grid,
             theta: g.theta,

@@ -86,7 +86,15 @@ pub struct HRVitonOutputs {
 }
 
 /// HR-VITON's 13 groups merged into the generator's 7 labels (`test_generator.py`).
-pub const GEN_LABELS: [&[usize]; 7] = [&[0], &[2, 4, 7, 8, 9, 10, 11], &[3], &[1], &[5], &[6], &[12]];
+pub const GEN_LABELS: [&[usize]; 7] = [
+    &[0],
+    &[2, 4, 7, 8, 9, 10, 11],
+    &[3],
+    &[1],
+    &[5],
+    &[6],
+    &[12],
+];
 
 /// torchgeometry's `GaussianBlur((15, 15), (3, 3))`: a normalised separable kernel applied
 /// as one 15x15 depthwise convolution with zero padding.
@@ -184,7 +192,10 @@ impl HRVitonPipeline {
         if tc.output_nc != 13 {
             return Err(VtonError::invalid(
                 "output_nc",
-                format!("{} (the test procedure maps 13 segmentation labels)", tc.output_nc),
+                format!(
+                    "{} (the test procedure maps 13 segmentation labels)",
+                    tc.output_nc
+                ),
             ));
         }
         let o = self.options;
@@ -236,7 +247,11 @@ impl HRVitonPipeline {
                 + (warped_clothmask.clone().neg().add_scalar(1.0));
         }
         let x = Tensor::cat(
-            vec![inputs.agnostic.clone(), inputs.densepose.clone(), cloth_out.clone()],
+            vec![
+                inputs.agnostic.clone(),
+                inputs.densepose.clone(),
+                cloth_out.clone(),
+            ],
             1,
         );
         let output = self.generator.forward(x, parse.clone(), noise)?;
@@ -270,7 +285,10 @@ impl HRVitonImages {
     /// binarised (>= 0.5), the parse map resized by nearest label and one-hot encoded in
     /// HR-VITON's 13 groups.
     pub fn to_inputs(&self, height: usize, width: usize, device: &Device) -> Result<HRVitonInputs> {
-        let img = |i: &RgbImage| i.resize(width, height).to_tensor(device, ValueRange::MinusOneOne);
+        let img = |i: &RgbImage| {
+            i.resize(width, height)
+                .to_tensor(device, ValueRange::MinusOneOne)
+        };
         let parse13 = match self.parse_agnostic.num_labels {
             13 => self.parse_agnostic.clone(),
             _ => self.parse_agnostic.to_hrviton13()?,
@@ -278,7 +296,11 @@ impl HRVitonImages {
         .resize_nearest(width, height);
         Ok(HRVitonInputs {
             cloth: img(&self.cloth),
-            cloth_mask: self.cloth_mask.resize(width, height).binarized().to_tensor(device),
+            cloth_mask: self
+                .cloth_mask
+                .resize(width, height)
+                .binarized()
+                .to_tensor(device),
             parse_agnostic: Tensor::from_data(
                 TensorData::new(parse13.one_hot(), [1, 13, height, width]),
                 device,

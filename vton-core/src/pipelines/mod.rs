@@ -1,5 +1,5 @@
+pub mod cpvton;
 pub mod diffusion;
 pub mod geometric;
-pub mod landmarks;
 pub mod hrviton;
-pub mod cpvton;
+pub mod landmarks;
