@@ -21,6 +21,57 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CP-VTON+ GMM / HR-VITON condition generator at 256x192 on the full-width random
+/// weights of scripts/bench/gan_reference.py; also reports the largest difference from
+/// the PyTorch reference output stored next to them.
+fn gan(root: &str, what: &str) -> vton_core::Result<()> {
+    use vton_core::burn::tensor::{Tensor, TensorData};
+    use vton_core::models::cpvton::{Gmm, GmmConfig};
+    use vton_core::models::hrviton::{ConditionGenerator, ConditionGeneratorConfig};
+    use vton_core::weights::Checkpoint;
+    let dev = default_device();
+    let io = Checkpoint::open(format!("{root}/{what}_io.safetensors"))?;
+    let t = |k: &str| -> vton_core::Result<Tensor<4>> {
+        let s = io.shape(k).expect("io tensor").to_vec();
+        Ok(Tensor::from_data(TensorData::new(io.read_f32(k)?, [s[0], s[1], s[2], s[3]]), &dev))
+    };
+    let (a, b) = (t("input.a")?, t("input.b")?);
+    let want = io.read_f32("output")?;
+    let path = format!("{root}/{what}_full.pth");
+    let mut times = Vec::new();
+    let got: Vec<f32>;
+    if what == "gmm" {
+        let m = Gmm::from_checkpoint(&path, GmmConfig::default(), &dev)?;
+        let mut out = None;
+        for _ in 0..11 {
+            let t0 = Instant::now();
+            let o = m.forward(a.clone(), b.clone())?.grid.into_data();
+            times.push(t0.elapsed().as_secs_f64());
+            out = Some(o);
+        }
+        got = out.expect("ran").convert::<f32>().try_to_vec::<f32>().expect("f32");
+    } else {
+        let (m, _) = ConditionGenerator::from_checkpoint(&path, ConditionGeneratorConfig::default(), &dev)?;
+        let mut out = None;
+        for _ in 0..11 {
+            let t0 = Instant::now();
+            let o = m.forward(a.clone(), b.clone())?.fake_segmap.into_data();
+            times.push(t0.elapsed().as_secs_f64());
+            out = Some(o);
+        }
+        got = out.expect("ran").convert::<f32>().try_to_vec::<f32>().expect("f32");
+    }
+    let max_diff = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    let mut rest = times[1..].to_vec();
+    rest.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{{\"impl\": \"vton\", \"what\": \"{what}\", \"median_s\": {}, \"peak_rss_mib\": {}, \"max_abs_diff_vs_torch\": {max_diff}}}",
+        rest[rest.len() / 2],
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
 fn main() -> vton_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (root, what) = (
@@ -37,6 +88,8 @@ fn main() -> vton_core::Result<()> {
             let _ = vae.decode(z.clone())?.into_data();
             times.push(t.elapsed().as_secs_f64());
         }
+    } else if what == "gmm" || what == "tocg" {
+        return gan(root, what);
     } else {
         let unet =
             UNet2DConditionModel::from_pretrained(format!("{root}/sd15_inpaint_unet"), &dev)?;

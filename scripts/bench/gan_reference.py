@@ -1,0 +1,231 @@
+"""PyTorch reference modules for the GAN benchmarks (CP-VTON+ GMM, HR-VITON condition
+generator) at their released widths, written here from the architecture facts recorded in
+tests/fixtures/gan/*.json (layer order, widths, state-dict keys), so that
+scripts/bench/compare_gan.sh can time the original computation next to vton on the same
+random weights. Not part of vton or its CI.
+
+    python scripts/bench/gan_reference.py make DIR            # writes DIR/gmm_full.pth, DIR/tocg_full.pth
+    python scripts/bench/gan_reference.py time DIR THREADS {gmm|tocg}
+"""
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ---- CP-VTON+ GMM -------------------------------------------------------------------
+def feature_extraction(cin, ngf=64, cap=512):
+    layers, c = [nn.Conv2d(cin, ngf, 4, 2, 1), nn.ReLU(), nn.BatchNorm2d(ngf)], ngf
+    for _ in range(3):
+        o = min(2 * c, cap)
+        layers += [nn.Conv2d(c, o, 4, 2, 1), nn.ReLU(), nn.BatchNorm2d(o)]
+        c = o
+    layers += [nn.Conv2d(cap, cap, 3, 1, 1), nn.ReLU(), nn.BatchNorm2d(cap), nn.Conv2d(cap, cap, 3, 1, 1), nn.ReLU()]
+    m = nn.Module()
+    m.model = nn.Sequential(*layers)
+    return m
+
+
+class Regression(nn.Module):
+    def __init__(self, cin=192, widths=(512, 256, 128, 64), out=50):
+        super().__init__()
+        layers, c = [], cin
+        for i, w in enumerate(widths):
+            k, s = (4, 2) if i < 2 else (3, 1)
+            layers += [nn.Conv2d(c, w, k, s, 1), nn.BatchNorm2d(w), nn.ReLU()]
+            c = w
+        self.conv = nn.Sequential(*layers)
+        self.linear = nn.Linear(widths[-1] * 4 * 3, out)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return torch.tanh(self.linear(x.reshape(x.size(0), -1)))
+
+
+class Tps(nn.Module):
+    """TPS grid as CP-VTON computes it per call: kernel of every output point against the
+    control points, then the affine + warping sums."""
+
+    def __init__(self, h=256, w=192, n=5):
+        super().__init__()
+        gx, gy = np.meshgrid(np.linspace(-1, 1, w), np.linspace(-1, 1, h))
+        self.register_buffer("gx", torch.tensor(gx, dtype=torch.float32)[None, :, :, None])
+        self.register_buffer("gy", torch.tensor(gy, dtype=torch.float32)[None, :, :, None])
+        axis = np.linspace(-1, 1, n)
+        py, px = np.meshgrid(axis, axis)
+        px, py = px.reshape(-1), py.reshape(-1)
+        self.register_buffer("px", torch.tensor(px, dtype=torch.float32))
+        self.register_buffer("py", torch.tensor(py, dtype=torch.float32))
+        d2 = (px[:, None] - px[None]) ** 2 + (py[:, None] - py[None]) ** 2
+        d2[d2 == 0] = 1
+        k = d2 * np.log(d2)
+        p = np.stack([np.ones(n * n), px, py], 1)
+        L = np.block([[k, p], [p.T, np.zeros((3, 3))]])
+        self.register_buffer("li", torch.inverse(torch.tensor(L, dtype=torch.float32)))
+
+    def forward(self, theta):
+        b, nn_ = theta.size(0), self.px.numel()
+        qx, qy = theta[:, :nn_] + self.px, theta[:, nn_:] + self.py
+        z = torch.zeros(b, 3)
+        wx = torch.cat([qx, z], 1) @ self.li.T  # [b, n+3]
+        wy = torch.cat([qy, z], 1) @ self.li.T
+        d2 = (self.gx - self.px) ** 2 + (self.gy - self.py) ** 2  # [1, h, w, n]
+        d2 = torch.where(d2 == 0, torch.ones_like(d2), d2)
+        u = d2 * torch.log(d2)
+        def warp(wc):
+            a = wc[:, nn_:]
+            return (a[:, 0, None, None] + a[:, 1, None, None] * self.gx[..., 0] + a[:, 2, None, None] * self.gy[..., 0]
+                    + (u * wc[:, None, None, :nn_]).sum(-1))
+        return torch.stack([warp(wx), warp(wy)], -1)
+
+
+class Gmm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.extractionA = feature_extraction(22)
+        self.extractionB = feature_extraction(1)
+        self.regression = Regression()
+        self.tps = Tps()
+
+    def forward(self, a, b):
+        fa, fb = self.extractionA.model(a), self.extractionB.model(b)
+        l2 = lambda f: f / torch.sqrt((f * f).sum(1, keepdim=True) + 1e-6)  # noqa: E731
+        fa, fb = l2(fa), l2(fb)
+        n, c, h, w = fa.shape
+        corr = torch.bmm(fb.reshape(n, c, h * w).transpose(1, 2), fa.transpose(2, 3).reshape(n, c, h * w))
+        corr = corr.reshape(n, h, w, h * w).permute(0, 3, 1, 2).contiguous()
+        theta = self.regression(corr)
+        return self.tps(theta), theta
+
+
+# ---- HR-VITON condition generator ------------------------------------------------------
+class Res(nn.Module):
+    def __init__(self, cin, cout, scale):
+        super().__init__()
+        if scale == "down":
+            self.scale = nn.Conv2d(cin, cout, 3, 2, 1, bias=False)
+        elif scale == "up":
+            self.scale = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(cin, cout, 1))
+        else:
+            self.scale = nn.Conv2d(cin, cout, 1)
+        self.block = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                   nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        r = self.scale(x)
+        return F.relu(r + self.block(r))
+
+
+def grid(n, h, w):
+    gx = torch.linspace(-1, 1, w).view(1, 1, w, 1).expand(n, h, w, 1)
+    gy = torch.linspace(-1, 1, h).view(1, h, 1, 1).expand(n, h, w, 1)
+    return torch.cat([gx, gy], 3)
+
+
+class Tocg(nn.Module):
+    def __init__(self, in1=4, in2=16, out=13, g=96):
+        super().__init__()
+        enc = lambda cin: nn.Sequential(Res(cin, g, "down"), Res(g, 2 * g, "down"), Res(2 * g, 4 * g, "down"),  # noqa
+                                        Res(4 * g, 4 * g, "down"), Res(4 * g, 4 * g, "down"))
+        self.ClothEncoder, self.PoseEncoder = enc(in1), enc(in2)
+        self.conv = Res(4 * g, 8 * g, "same")
+        self.SegDecoder = nn.Sequential(Res(8 * g, 4 * g, "up"), Res(12 * g, 4 * g, "up"), Res(12 * g, 2 * g, "up"),
+                                        Res(8 * g, g, "up"), Res(6 * g, g, "up"))
+        self.out_layer = Res(g + in1 + in2, out, "same")
+        ins = [g, 2 * g, 4 * g, 4 * g]
+        self.conv1 = nn.Sequential(*[nn.Conv2d(c, 4 * g, 1) for c in ins])
+        self.conv2 = nn.Sequential(*[nn.Conv2d(c, 4 * g, 1) for c in ins])
+        self.flow_conv = nn.ModuleList([nn.Conv2d(8 * g, 2, 3, 1, 1) for _ in range(5)])
+        self.bottleneck = nn.Sequential(*[nn.Sequential(nn.Conv2d(c, 4 * g, 3, 1, 1), nn.ReLU())
+                                          for c in [4 * g, 4 * g, 2 * g, g]])
+
+    def forward(self, x1, x2):
+        e1, e2 = [], []
+        for i in range(5):
+            e1.append(self.ClothEncoder[i](x1 if i == 0 else e1[-1]))
+            e2.append(self.PoseEncoder[i](x2 if i == 0 else e2[-1]))
+        t1, t2 = e1[4], e2[4]
+        flows = [self.flow_conv[0](torch.cat([t1, t2], 1)).permute(0, 2, 3, 1)]
+        x = self.SegDecoder[0](self.conv(t2))
+        for i in range(1, 5):
+            j = 4 - i
+            n, _, h, w = e1[j].shape
+            t1 = F.interpolate(t1, scale_factor=2, mode="bilinear") + self.conv1[j](e1[j])
+            t2 = F.interpolate(t2, scale_factor=2, mode="bilinear") + self.conv2[j](e2[j])
+            f = F.interpolate(flows[-1].permute(0, 3, 1, 2), scale_factor=2, mode="bilinear").permute(0, 2, 3, 1)
+            fn = torch.cat([f[..., :1] / ((w / 2 - 1) / 2), f[..., 1:] / ((h / 2 - 1) / 2)], 3)
+            wt1 = F.grid_sample(t1, fn + grid(n, h, w), padding_mode="border")
+            flows.append(f + self.flow_conv[i](torch.cat([wt1, self.bottleneck[i - 1](x)], 1)).permute(0, 2, 3, 1))
+            x = self.SegDecoder[i](torch.cat([x, e2[j], wt1], 1))
+        n, _, h, w = x1.shape
+        f = F.interpolate(flows[-1].permute(0, 3, 1, 2), scale_factor=2, mode="bilinear").permute(0, 2, 3, 1)
+        fn = torch.cat([f[..., :1] / ((w / 2 - 1) / 2), f[..., 1:] / ((h / 2 - 1) / 2)], 3)
+        warped = F.grid_sample(x1, fn + grid(n, h, w), padding_mode="border")
+        x = self.out_layer(torch.cat([x, x2, warped], 1))
+        return flows, x, warped[:, :-1], warped[:, -1:]
+
+
+def randomize(m, seed):
+    g = torch.Generator().manual_seed(seed)
+    for name, t in m.state_dict().items():
+        if t.dtype != torch.float32:
+            continue
+        if name.endswith("running_var"):
+            t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+        elif name.endswith("running_mean") or name.endswith("bias"):
+            t.copy_((torch.rand(t.shape, generator=g) - 0.5) * 0.2)
+        elif t.dim() > 1:
+            t.copy_(torch.randn(t.shape, generator=g) / np.sqrt(t[0].numel()))
+        else:
+            t.copy_(torch.rand(t.shape, generator=g) * 0.8 + 0.6)
+    return m
+
+
+def inputs(what):
+    g = torch.Generator().manual_seed(0)
+    if what == "gmm":
+        return torch.rand(1, 22, 256, 192, generator=g) * 2 - 1, (torch.rand(1, 1, 256, 192, generator=g) > 0.5).float()
+    return torch.rand(1, 4, 256, 192, generator=g) * 2 - 1, torch.rand(1, 16, 256, 192, generator=g) * 2 - 1
+
+
+def model(what):
+    return Gmm() if what == "gmm" else Tocg()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "make":
+        from safetensors.torch import save_file
+        d = sys.argv[2]
+        for what, seed in [("gmm", 1), ("tocg", 2)]:
+            m = randomize(model(what), seed).eval()
+            sd = {k: v for k, v in m.state_dict().items() if not k.startswith("tps.")}
+            torch.save(sd, f"{d}/{what}_full.pth")
+            # One forward on fixed inputs, so the vton side can check it computes the same.
+            a, b = inputs(what)
+            with torch.inference_mode():
+                o = m(a, b)
+            out = o[0] if what == "gmm" else o[1]
+            save_file({"input.a": a, "input.b": b, "output": out.contiguous()}, f"{d}/{what}_io.safetensors")
+        sys.exit(0)
+    d, threads, what = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    torch.set_num_threads(threads)
+    m = model(what)
+    m.load_state_dict(torch.load(f"{d}/{what}_full.pth"), strict=False)
+    m.eval()
+    a, b = inputs(what)
+    with torch.inference_mode():
+        m(a, b)
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            m(a, b)
+            times.append(time.perf_counter() - t0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"impl": "torch", "what": what, "threads": threads, "median_s": statistics.median(times),
+                      "peak_rss_mib": rss, "torch": torch.__version__}))
