@@ -174,7 +174,7 @@ class Tocg(nn.Module):
 def randomize(m, seed):
     g = torch.Generator().manual_seed(seed)
     for name, t in m.state_dict().items():
-        if t.dtype != torch.float32:
+        if t.dtype != torch.float32 or name.startswith("tps."):  # TPS buffers are constants
             continue
         if name.endswith("running_var"):
             t.copy_(torch.rand(t.shape, generator=g) + 0.5)
