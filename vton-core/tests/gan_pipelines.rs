@@ -169,3 +169,36 @@ fn hrviton_try_on_on_a_dataset_sample() {
         }
     }
 }
+
+#[test]
+fn cpvton_warp_follows_test_py_for_both_torch_conventions() {
+    let dev = test_device();
+    let t = read_safetensors(&fixture("cpvton_warp.safetensors"));
+    let (atol, rtol) = fixture_tolerance("cpvton_warp.json");
+    let mut pipe = cpvton(&dev);
+    for (ac, suffix) in [(true, "true"), (false, "false")] {
+        pipe.options.align_corners = ac;
+        let (c, m) = pipe
+            .warp(
+                tensor(&t, "input.c", &dev),
+                tensor(&t, "input.cm", &dev),
+                tensor(&t, "input.grid", &dev),
+            )
+            .unwrap();
+        let key = |w: &str| format!("output.{w}.align_corners_{suffix}");
+        assert_close("warped cloth", &values(c), &t[&key("warped_cloth")].1, atol, rtol);
+        assert_close("warped mask", &values(m), &t[&key("warped_mask")].1, atol, rtol);
+    }
+}
+
+#[test]
+fn hrviton_runs_at_the_released_1024x768() {
+    let dev = test_device();
+    let pipe = hrviton(&dev, 1024, 768);
+    let ds = VitonHdDataset::open(fixture("vitonhd_tiny"), None).unwrap();
+    let s = ds.hrviton_sample(&ds.pairs(PairMode::Paired)[1]).unwrap();
+    let r = pipe.try_on(&s, &mut SpadeNoise::Zero, &dev).unwrap();
+    assert_eq!((r.image.width, r.image.height), (768, 1024));
+    assert_eq!((r.warped_mask.width, r.warped_mask.height), (768, 1024));
+    assert!(r.image.data.iter().all(|v| v.is_finite()));
+}
