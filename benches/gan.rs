@@ -45,7 +45,12 @@ fn gan(c: &mut Criterion) {
             let x1 = randn([1, 4, 256, 192], 2, &dev);
             let x2 = randn([1, 16, 256, 192], 3, &dev);
             g.bench_function("hrviton_condition_generator", |b| {
-                b.iter(|| tocg.forward(x1.clone(), x2.clone()).unwrap().fake_segmap.into_data())
+                b.iter(|| {
+                    tocg.forward(x1.clone(), x2.clone())
+                        .unwrap()
+                        .fake_segmap
+                        .into_data()
+                })
             });
         }
         Err(e) => eprintln!("skipping tocg: {e} (run scripts/bench/gan_reference.py make)"),

@@ -33,7 +33,10 @@ fn gan(root: &str, what: &str) -> vton_core::Result<()> {
     let io = Checkpoint::open(format!("{root}/{what}_io.safetensors"))?;
     let t = |k: &str| -> vton_core::Result<Tensor<4>> {
         let s = io.shape(k).expect("io tensor").to_vec();
-        Ok(Tensor::from_data(TensorData::new(io.read_f32(k)?, [s[0], s[1], s[2], s[3]]), &dev))
+        Ok(Tensor::from_data(
+            TensorData::new(io.read_f32(k)?, [s[0], s[1], s[2], s[3]]),
+            &dev,
+        ))
     };
     let (a, b) = (t("input.a")?, t("input.b")?);
     let want = io.read_f32("output")?;
@@ -49,9 +52,14 @@ fn gan(root: &str, what: &str) -> vton_core::Result<()> {
             times.push(t0.elapsed().as_secs_f64());
             out = Some(o);
         }
-        got = out.expect("ran").convert::<f32>().try_to_vec::<f32>().expect("f32");
+        got = out
+            .expect("ran")
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
     } else {
-        let (m, _) = ConditionGenerator::from_checkpoint(&path, ConditionGeneratorConfig::default(), &dev)?;
+        let (m, _) =
+            ConditionGenerator::from_checkpoint(&path, ConditionGeneratorConfig::default(), &dev)?;
         let mut out = None;
         for _ in 0..11 {
             let t0 = Instant::now();
@@ -59,9 +67,17 @@ fn gan(root: &str, what: &str) -> vton_core::Result<()> {
             times.push(t0.elapsed().as_secs_f64());
             out = Some(o);
         }
-        got = out.expect("ran").convert::<f32>().try_to_vec::<f32>().expect("f32");
+        got = out
+            .expect("ran")
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
     }
-    let max_diff = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    let max_diff = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
     let mut rest = times[1..].to_vec();
     rest.sort_by(|a, b| a.total_cmp(b));
     println!(

@@ -213,6 +213,19 @@ pub fn out_channels(l: &Loader, name: &str) -> Result<usize> {
     Ok(s[0])
 }
 
+/// Checks that `x` is `[B, channels, H, W]` with no empty dimension.
+pub fn check_channels(what: &str, x: &Tensor<4>, channels: usize) -> Result<()> {
+    let d = x.dims();
+    if d[1] != channels || d.contains(&0) {
+        return Err(VtonError::Shape {
+            what: what.into(),
+            expected: format!("[B, {channels}, H, W]"),
+            actual: d.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// `F.relu`.
 pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::relu(x)

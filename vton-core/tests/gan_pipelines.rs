@@ -186,8 +186,20 @@ fn cpvton_warp_follows_test_py_for_both_torch_conventions() {
             )
             .unwrap();
         let key = |w: &str| format!("output.{w}.align_corners_{suffix}");
-        assert_close("warped cloth", &values(c), &t[&key("warped_cloth")].1, atol, rtol);
-        assert_close("warped mask", &values(m), &t[&key("warped_mask")].1, atol, rtol);
+        assert_close(
+            "warped cloth",
+            &values(c),
+            &t[&key("warped_cloth")].1,
+            atol,
+            rtol,
+        );
+        assert_close(
+            "warped mask",
+            &values(m),
+            &t[&key("warped_mask")].1,
+            atol,
+            rtol,
+        );
     }
 }
 

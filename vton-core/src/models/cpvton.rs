@@ -14,22 +14,10 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Result, VtonError};
+use crate::nn::{check_channels, leaky_relu, Norm2d, NormKind};
 use crate::nn::{conv2d, linear, out_channels, relu, up2_bilinear, weight_shape, BatchNorm2d};
-use crate::nn::{leaky_relu, Norm2d, NormKind};
 use crate::warp::tps::TpsGridGen;
 use crate::weights::{Checkpoint, Loader};
-
-fn check_input(what: &str, x: &Tensor<4>, channels: usize) -> Result<()> {
-    let d = x.dims();
-    if d[1] != channels || d.contains(&0) {
-        return Err(VtonError::Shape {
-            what: what.into(),
-            expected: format!("[B, {channels}, H, W]"),
-            actual: d.to_vec(),
-        });
-    }
-    Ok(())
-}
 
 /// `networks.FeatureExtraction`: four 4x4 stride-2 convolutions then two 3x3, each
 /// Conv -> ReLU -> BatchNorm (norm after the activation), the last Conv -> ReLU.
@@ -267,8 +255,8 @@ impl Gmm {
     /// configured fine size.
     pub fn forward(&self, agnostic: Tensor<4>, cloth_mask: Tensor<4>) -> Result<GmmOutput> {
         let (ca, cb) = self.input_channels();
-        check_input("GMM agnostic", &agnostic, ca)?;
-        check_input("GMM cloth mask", &cloth_mask, cb)?;
+        check_channels("GMM agnostic", &agnostic, ca)?;
+        check_channels("GMM cloth mask", &cloth_mask, cb)?;
         let (da, db) = (agnostic.dims(), cloth_mask.dims());
         let want = [self.config.fine_height, self.config.fine_width];
         for (what, d) in [("GMM agnostic", da), ("GMM cloth mask", db)] {
@@ -504,7 +492,7 @@ impl Tom {
 
     /// The raw U-Net on `x [B, input_nc, H, W]` (H, W divisible by 2^num_downs).
     pub fn forward_raw(&self, x: Tensor<4>) -> Result<Tensor<4>> {
-        check_input("TOM input", &x, self.config.input_nc)?;
+        check_channels("TOM input", &x, self.config.input_nc)?;
         let [_, _, h, w] = x.dims();
         let m = 1usize << self.config.num_downs;
         if h % m != 0 || w % m != 0 {
@@ -524,8 +512,8 @@ impl Tom {
         warped_cloth: Tensor<4>,
         warped_mask: Tensor<4>,
     ) -> Result<TomOutput> {
-        check_input("TOM warped cloth", &warped_cloth, 3)?;
-        check_input("TOM warped mask", &warped_mask, 1)?;
+        check_channels("TOM warped cloth", &warped_cloth, 3)?;
+        check_channels("TOM warped mask", &warped_mask, 1)?;
         let (a, c, m) = (agnostic.dims(), warped_cloth.dims(), warped_mask.dims());
         if [a[0], a[2], a[3]] != [c[0], c[2], c[3]] || [a[0], a[2], a[3]] != [m[0], m[2], m[3]] {
             return Err(VtonError::SizeMismatch {

@@ -18,24 +18,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
 use crate::nn::{
-    conv2d, instance_norm, leaky_relu, out_channels, relu, resize_bilinear, resize_nearest,
-    up2_bilinear, weight_shape, BatchNorm2d, Norm2d, NormKind,
+    check_channels, conv2d, instance_norm, leaky_relu, out_channels, relu, resize_bilinear,
+    resize_nearest, up2_bilinear, weight_shape, BatchNorm2d, Norm2d, NormKind,
 };
 use crate::rng::Rng;
 use crate::warp::grid::{grid_sample, identity_grid, GridSampleOptions, PaddingMode, SampleMode};
 use crate::weights::{Checkpoint, LoadReport, Loader};
-
-fn check_input(what: &str, x: &Tensor<4>, channels: usize) -> Result<()> {
-    let d = x.dims();
-    if d[1] != channels || d.contains(&0) {
-        return Err(VtonError::Shape {
-            what: what.into(),
-            expected: format!("[B, {channels}, H, W]"),
-            actual: d.to_vec(),
-        });
-    }
-    Ok(())
-}
 
 /// `networks.make_grid`: base grid from `linspace(-1, 1)` (the align_corners=True
 /// convention), `[N, H, W, 2]`.
@@ -179,38 +167,38 @@ impl ConditionGeneratorConfig {
         upsample: &str,
     ) -> Result<Self> {
         self.norm_layer = NormKind::from_name(norm_layer)?;
-        self.warp_feature = match warp_feature {
-            "T1" => WarpFeature::T1,
-            "encoder" => WarpFeature::Encoder,
-            o => {
-                return Err(VtonError::invalid(
-                    "warp_feature",
-                    format!("{o:?} is not one of \"T1\", \"encoder\""),
-                ))
-            }
-        };
-        self.out_layer = match out_layer {
-            "relu" => OutLayer::Relu,
-            "conv" => OutLayer::Conv,
-            o => {
-                return Err(VtonError::invalid(
-                    "out_layer",
-                    format!("{o:?} is not one of \"relu\", \"conv\""),
-                ))
-            }
-        };
-        self.upsample_nearest = match upsample {
-            "bilinear" => false,
-            "nearest" => true,
-            o => {
-                return Err(VtonError::invalid(
-                    "upsample",
-                    format!("{o:?} is not one of \"bilinear\", \"nearest\""),
-                ))
-            }
-        };
+        self.warp_feature = choose(
+            "warp_feature",
+            warp_feature,
+            [("T1", WarpFeature::T1), ("encoder", WarpFeature::Encoder)],
+        )?;
+        self.out_layer = choose(
+            "out_layer",
+            out_layer,
+            [("relu", OutLayer::Relu), ("conv", OutLayer::Conv)],
+        )?;
+        self.upsample_nearest = choose(
+            "upsample",
+            upsample,
+            [("bilinear", false), ("nearest", true)],
+        )?;
         Ok(self)
     }
+}
+
+/// The value of a named option among `choices`, or an error listing them.
+fn choose<T: Copy, const N: usize>(name: &str, value: &str, choices: [(&str, T); N]) -> Result<T> {
+    choices
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|c| c.1)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+            VtonError::invalid(
+                name,
+                format!("{value:?} is not one of {}", names.join(", ")),
+            )
+        })
 }
 
 /// Everything `ConditionGenerator.forward` returns, in its order and units.
@@ -376,8 +364,8 @@ impl ConditionGenerator {
     /// (HR-VITON's flow normalisation divides by zero below that).
     pub fn forward(&self, input1: Tensor<4>, input2: Tensor<4>) -> Result<ConditionOutput> {
         let c = self.config;
-        check_input("condition generator input1", &input1, c.input1_nc)?;
-        check_input("condition generator input2", &input2, c.input2_nc)?;
+        check_channels("condition generator input1", &input1, c.input1_nc)?;
+        check_channels("condition generator input2", &input2, c.input2_nc)?;
         let [n, _, h, w] = input1.dims();
         let d2 = input2.dims();
         if [d2[0], d2[2], d2[3]] != [n, h, w] {
@@ -864,7 +852,7 @@ impl HRVitonGenerator {
                 ),
             ));
         }
-        if nf < 2 || nf % 2 != 0 && num_up_layers == 7 {
+        if nf < 2 || (nf % 2 != 0 && num_up_layers == 7) {
             return Err(VtonError::invalid(
                 "ngf",
                 format!("{nf} (must be even and >= 2)"),
@@ -924,8 +912,8 @@ impl HRVitonGenerator {
         noise: &mut SpadeNoise,
     ) -> Result<Tensor<4>> {
         let c = self.config;
-        check_input("generator x", &x, c.input_nc)?;
-        check_input("generator seg", &seg, c.gen_semantic_nc)?;
+        check_channels("generator x", &x, c.input_nc)?;
+        check_channels("generator seg", &seg, c.gen_semantic_nc)?;
         if x.dims()[0] != seg.dims()[0] {
             return Err(VtonError::SizeMismatch {
                 what: "generator batch (x vs seg)".into(),

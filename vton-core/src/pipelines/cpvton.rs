@@ -157,7 +157,7 @@ fn head_from_pose(pose: &Pose, person: &Mask, tom: bool) -> Result<Mask> {
         .sqrt()
         .max(2.0);
     let mut m = Mask::zeros(person.width, person.height);
-    disc(&mut m, c.into(), if tom { 1.1 * d } else { 0.8 * d });
+    disc(&mut m, c, if tom { 1.1 * d } else { 0.8 * d });
     if tom {
         let hips: Vec<f32> = [Joint::RHip, Joint::LHip, Joint::MidHip]
             .iter()
