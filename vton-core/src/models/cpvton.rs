@@ -208,12 +208,10 @@ impl Gmm {
             fine_height: h,
             fine_width: w,
         } = config;
-        if h % 64 != 0 || w % 64 != 0 || h == 0 || w == 0 {
+        if h % 16 != 0 || w % 16 != 0 || h < 64 || w < 64 {
             return Err(VtonError::invalid(
                 "fine_height/fine_width",
-                format!(
-                    "{h}x{w}: GMM needs both divisible by 64 (four stride-2 convs, then two more)"
-                ),
+                format!("{h}x{w}: GMM needs multiples of 16 (four stride-2 convolutions), at least 64"),
             ));
         }
         let extraction_a = FeatureExtraction::load(&l.sub("extractionA"))?;
@@ -225,12 +223,14 @@ impl Gmm {
                 found: vec![extraction_b.out_channels()],
             });
         }
-        let hw = (h / 16) * (w / 16);
+        let (fh, fw) = (h / 16, w / 16);
+        // Two 4x4 stride-2 convolutions with padding 1 in the regression.
+        let down = |n: usize| (n - 2) / 2 + 1;
         let regression = FeatureRegression::load(
             &l.sub("regression"),
-            hw,
+            fh * fw,
             2 * grid_size * grid_size,
-            (h / 64) * (w / 64),
+            down(down(fh)) * down(down(fw)),
         )?;
         let tps = TpsGridGen::new(h, w, grid_size, l.device())?;
         Ok(Gmm {
