@@ -119,3 +119,34 @@ def test_pipelines_on_images():
            TINY / "agnostic-v3.2" / "00001_00.jpg")
     assert r.image.shape == (256, 128, 3) and np.isfinite(r.image).all()
     assert hr.fine_size == (256, 128)
+
+
+def _write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for k, v in tensors.items():
+        b = np.ascontiguousarray(v, dtype="<f4").tobytes()
+        header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [offset, offset + len(b)]}
+        offset += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
+def test_generator_more_mode_has_no_last_block(tmp_path):
+    # 'more' builds the same blocks as 'most' without up_4; conv_img then reads ngf channels.
+    t = _read_safetensors(GAN / "hrviton_gen_renamed.safetensors")
+    w = {k: v for k, v in t.items() if not k.startswith("up_4.")}
+    w["conv_img.weight"] = np.random.default_rng(0).standard_normal((3, 2, 3, 3)).astype(np.float32)
+    _write_safetensors(tmp_path / "more.safetensors", w)
+    gen = vton.HRVitonGenerator.from_checkpoint(tmp_path / "more.safetensors", ngf=2, num_upsampling_layers="more",
+                                                fine_height=128, fine_width=64)
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 9, 128, 64)).astype(np.float32)
+    seg = np.zeros((1, 7, 128, 64), np.float32)
+    seg[:, 0] = 1
+    out = gen(x, seg)
+    assert out.shape == (1, 3, 128, 64) and np.all(np.abs(out) <= 1)
+    # The 'most' checkpoint in 'more' mode: conv_img reads a different width, named.
+    with pytest.raises(vton.CheckpointError, match="conv_img.weight"):
+        vton.HRVitonGenerator.from_checkpoint(GAN / "hrviton_gen.pth", ngf=2, num_upsampling_layers="more",
+                                              fine_height=128, fine_width=64)

@@ -94,6 +94,12 @@ int main(int argc, char **argv) {
         vton_image_free(wm);
     }
     vton_result_free(res);
+    /* A LIP parse of another size than the photo: SIZE_MISMATCH before any compute. */
+    snprintf(p, sizeof p, "%s/vitonhd_tiny/test/image-parse-v3/00001_00.png", fx);
+    CHECK(vton_inputs_read_parse(in, p) == VTON_STATUS_OK, "read parse: %s", vton_last_error_message());
+    res = NULL;
+    s = vton_try_on_gan(cp, in, &res);
+    CHECK(s == VTON_STATUS_SIZE_MISMATCH && res == NULL, "parse size: status %d", (int)s);
     vton_gan_pipeline_free(cp);
 
     /* HR-VITON on the tiny VITON-HD set. */
