@@ -337,3 +337,34 @@ fn fit_padded_keeps_aspect_and_centres() {
     assert_eq!(out.get(15, 15), [1.0, 0.0, 0.0]);
     assert_eq!(out.get(15, 27), [1.0, 1.0, 1.0]);
 }
+
+#[test]
+fn pil_bilinear_resize_matches_pillow() {
+    // Expected values from Pillow 13: Image.fromarray(a, "F").resize(size, Image.BILINEAR)
+    // (the filter CP-VTON+'s dataset uses for the body shape: shrink 16x, grow back).
+    use vton_core::io::Mask;
+    let data: Vec<f32> = (0..16)
+        .flat_map(|y| (0..12).map(move |x| ((x * 7 + y * 13) % 17) as f32 / 16.0))
+        .collect();
+    let m = Mask {
+        width: 12,
+        height: 16,
+        data,
+    };
+    let down = m.resize_pil_bilinear(3, 4);
+    let want = [
+        0.505341, 0.481585, 0.483578, 0.487165, 0.5, 0.512835, 0.504604, 0.51062, 0.499442,
+        0.522003, 0.491978, 0.475845,
+    ];
+    for (g, w) in down.data.iter().zip(want) {
+        assert!((g - w).abs() < 2e-6, "down: {g} vs {w}");
+    }
+    let up = down.resize_pil_bilinear(12, 16);
+    let row5 = [
+        0.489437, 0.489437, 0.49047, 0.492535, 0.4946, 0.496665, 0.499133, 0.502003, 0.504873,
+        0.507743, 0.509178, 0.509178,
+    ];
+    for (g, w) in up.data[5 * 12..6 * 12].iter().zip(row5) {
+        assert!((g - w).abs() < 2e-6, "up: {g} vs {w}");
+    }
+}

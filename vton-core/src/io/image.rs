@@ -237,6 +237,15 @@ impl RgbImage {
         }
     }
 
+    /// Resize with PIL's `BILINEAR` filter (antialiased when shrinking), as `Image.resize`.
+    pub fn resize_pil_bilinear(&self, width: usize, height: usize) -> RgbImage {
+        RgbImage {
+            width,
+            height,
+            data: resize_pil(&self.data, self.width, self.height, 3, width, height),
+        }
+    }
+
     /// Resized to fit `width` x `height` with its aspect ratio kept, centred on a `fill`
     /// background (how CatVTON lays a garment photo out at the person's size).
     pub fn fit_padded(&self, width: usize, height: usize, fill: [f32; 3]) -> RgbImage {
@@ -408,29 +417,10 @@ impl Mask {
     /// Resize with PIL's `BILINEAR` filter, which widens its triangle kernel when
     /// shrinking (an antialiased, area-aware downsample), as `Image.resize` does.
     pub fn resize_pil_bilinear(&self, width: usize, height: usize) -> Mask {
-        let horiz = pil_weights(self.width, width);
-        let vert = pil_weights(self.height, height);
-        let mut tmp = vec![0f32; width * self.height];
-        for y in 0..self.height {
-            let row = &self.data[y * self.width..(y + 1) * self.width];
-            for (x, (start, w)) in horiz.iter().enumerate() {
-                tmp[y * width + x] = w.iter().enumerate().map(|(i, k)| k * row[start + i]).sum();
-            }
-        }
-        let mut data = vec![0f32; width * height];
-        for (y, (start, w)) in vert.iter().enumerate() {
-            for x in 0..width {
-                data[y * width + x] = w
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| k * tmp[(start + i) * width + x])
-                    .sum();
-            }
-        }
         Mask {
             width,
             height,
-            data,
+            data: resize_pil(&self.data, self.width, self.height, 1, width, height),
         }
     }
 
@@ -481,6 +471,37 @@ fn pil_weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
             (lo, w.iter().map(|v| (v / sum) as f32).collect())
         })
         .collect()
+}
+
+/// Separable resampling with PIL's triangle weights, `c` interleaved channels.
+fn resize_pil(src: &[f32], sw: usize, sh: usize, c: usize, dw: usize, dh: usize) -> Vec<f32> {
+    let horiz = pil_weights(sw, dw);
+    let vert = pil_weights(sh, dh);
+    let mut tmp = vec![0f32; dw * sh * c];
+    for y in 0..sh {
+        for (x, (start, w)) in horiz.iter().enumerate() {
+            for k in 0..c {
+                tmp[(y * dw + x) * c + k] = w
+                    .iter()
+                    .enumerate()
+                    .map(|(i, wt)| wt * src[(y * sw + start + i) * c + k])
+                    .sum();
+            }
+        }
+    }
+    let mut out = vec![0f32; dw * dh * c];
+    for (y, (start, w)) in vert.iter().enumerate() {
+        for x in 0..dw {
+            for k in 0..c {
+                out[(y * dw + x) * c + k] = w
+                    .iter()
+                    .enumerate()
+                    .map(|(i, wt)| wt * tmp[((start + i) * dw + x) * c + k])
+                    .sum();
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn resize_bilinear(

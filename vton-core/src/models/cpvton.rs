@@ -211,7 +211,9 @@ impl Gmm {
         if h % 16 != 0 || w % 16 != 0 || h < 64 || w < 64 {
             return Err(VtonError::invalid(
                 "fine_height/fine_width",
-                format!("{h}x{w}: GMM needs multiples of 16 (four stride-2 convolutions), at least 64"),
+                format!(
+                    "{h}x{w}: GMM needs multiples of 16 (four stride-2 convolutions), at least 64"
+                ),
             ));
         }
         let extraction_a = FeatureExtraction::load(&l.sub("extractionA"))?;

@@ -86,9 +86,22 @@ impl Letterbox {
         )
     }
 
+    /// The photo placed on a white canvas (PIL-style antialiased resampling, so a
+    /// 1024x768 photo shrinks to 256x192 without aliasing).
+    fn image(&self, im: &RgbImage) -> RgbImage {
+        let (iw, ih) = self.inner(im.width, im.height);
+        let small = im.resize_pil_bilinear(iw, ih);
+        let mut out = RgbImage::filled(self.w, self.h, [1.0, 1.0, 1.0]);
+        for y in 0..ih {
+            let d = ((y + self.oy as usize) * self.w + self.ox as usize) * 3;
+            out.data[d..d + iw * 3].copy_from_slice(&small.data[y * iw * 3..(y + 1) * iw * 3]);
+        }
+        out
+    }
+
     fn mask(&self, m: &Mask) -> Mask {
         let (iw, ih) = self.inner(m.width, m.height);
-        let small = m.resize(iw, ih);
+        let small = m.resize_pil_bilinear(iw, ih);
         let mut out = Mask::zeros(self.w, self.h);
         for y in 0..ih {
             for x in 0..iw {
@@ -187,7 +200,7 @@ impl CpvtonPerson {
         height: usize,
     ) -> Result<Self> {
         let lb = Letterbox::new(image.width, image.height, width, height);
-        let img = image.fit_padded(width, height, [1.0, 1.0, 1.0]);
+        let img = lb.image(image);
         let pose = lb.pose(pose);
         let parse = parse.map(|p| {
             if (p.width, p.height) != (image.width, image.height) {
@@ -404,9 +417,7 @@ impl CPVTONPipeline {
             });
         }
         let lb = Letterbox::new(cloth.width, cloth.height, w, h);
-        let c = cloth
-            .fit_padded(w, h, [1.0, 1.0, 1.0])
-            .to_tensor(device, ValueRange::MinusOneOne);
+        let c = lb.image(cloth).to_tensor(device, ValueRange::MinusOneOne);
         let cm = lb.mask(cloth_mask).binarized().to_tensor(device);
         let r = self.options.radius;
         let out = self.run(
