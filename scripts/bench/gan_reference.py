@@ -106,16 +106,18 @@ class Gmm(nn.Module):
 
 # ---- HR-VITON condition generator ------------------------------------------------------
 class Res(nn.Module):
-    def __init__(self, cin, cout, scale):
+    def __init__(self, cin, cout, scale, norm="batch"):
         super().__init__()
+        inst = norm == "instance"  # convs carry a bias only under InstanceNorm
+        Norm = nn.InstanceNorm2d if inst else nn.BatchNorm2d
         if scale == "down":
-            self.scale = nn.Conv2d(cin, cout, 3, 2, 1, bias=False)
+            self.scale = nn.Conv2d(cin, cout, 3, 2, 1, bias=inst)
         elif scale == "up":
             self.scale = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(cin, cout, 1))
         else:
             self.scale = nn.Conv2d(cin, cout, 1)
-        self.block = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                                   nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.block = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=inst), Norm(cout), nn.ReLU(),
+                                   nn.Conv2d(cout, cout, 3, 1, 1, bias=inst), Norm(cout))
 
     def forward(self, x):
         r = self.scale(x)
@@ -129,15 +131,25 @@ def grid(n, h, w):
 
 
 class Tocg(nn.Module):
-    def __init__(self, in1=4, in2=16, out=13, g=96):
+    """Options as HR-VITON's opt: norm (batch/instance), warp_feature (T1/encoder),
+    out_layer (relu/conv), upsample (bilinear/nearest)."""
+
+    def __init__(self, in1=4, in2=16, out=13, g=96, norm="batch", warp_feature="T1", out_layer="relu",
+                 upsample="bilinear"):
         super().__init__()
-        enc = lambda cin: nn.Sequential(Res(cin, g, "down"), Res(g, 2 * g, "down"), Res(2 * g, 4 * g, "down"),  # noqa
-                                        Res(4 * g, 4 * g, "down"), Res(4 * g, 4 * g, "down"))
+        self.warp_feature, self.mode = warp_feature, upsample
+        R = lambda a, b, sc: Res(a, b, sc, norm)  # noqa: E731
+        enc = lambda cin: nn.Sequential(R(cin, g, "down"), R(g, 2 * g, "down"), R(2 * g, 4 * g, "down"),  # noqa
+                                        R(4 * g, 4 * g, "down"), R(4 * g, 4 * g, "down"))
         self.ClothEncoder, self.PoseEncoder = enc(in1), enc(in2)
-        self.conv = Res(4 * g, 8 * g, "same")
-        self.SegDecoder = nn.Sequential(Res(8 * g, 4 * g, "up"), Res(12 * g, 4 * g, "up"), Res(12 * g, 2 * g, "up"),
-                                        Res(8 * g, g, "up"), Res(6 * g, g, "up"))
-        self.out_layer = Res(g + in1 + in2, out, "same")
+        self.conv = R(4 * g, 8 * g, "same")
+        ins = [8 * g, 12 * g, 12 * g, 8 * g, 6 * g] if warp_feature == "T1" else [8 * g, 12 * g, 12 * g, 6 * g, 3 * g]
+        outs = [4 * g, 4 * g, 2 * g, g, g]
+        self.SegDecoder = nn.Sequential(*[R(a, b, "up") for a, b in zip(ins, outs)])
+        if out_layer == "relu":
+            self.out_layer = R(g + in1 + in2, out, "same")
+        else:
+            self.out_layer = nn.Sequential(R(g + in1 + in2, g, "same"), nn.Conv2d(g, out, 1))
         ins = [g, 2 * g, 4 * g, 4 * g]
         self.conv1 = nn.Sequential(*[nn.Conv2d(c, 4 * g, 1) for c in ins])
         self.conv2 = nn.Sequential(*[nn.Conv2d(c, 4 * g, 1) for c in ins])
@@ -153,20 +165,25 @@ class Tocg(nn.Module):
         t1, t2 = e1[4], e2[4]
         flows = [self.flow_conv[0](torch.cat([t1, t2], 1)).permute(0, 2, 3, 1)]
         x = self.SegDecoder[0](self.conv(t2))
+        up = lambda t: F.interpolate(t, scale_factor=2, mode=self.mode)  # noqa: E731
         for i in range(1, 5):
             j = 4 - i
             n, _, h, w = e1[j].shape
-            t1 = F.interpolate(t1, scale_factor=2, mode="bilinear") + self.conv1[j](e1[j])
-            t2 = F.interpolate(t2, scale_factor=2, mode="bilinear") + self.conv2[j](e2[j])
-            f = F.interpolate(flows[-1].permute(0, 3, 1, 2), scale_factor=2, mode="bilinear").permute(0, 2, 3, 1)
+            t1 = up(t1) + self.conv1[j](e1[j])
+            t2 = up(t2) + self.conv2[j](e2[j])
+            f = up(flows[-1].permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             fn = torch.cat([f[..., :1] / ((w / 2 - 1) / 2), f[..., 1:] / ((h / 2 - 1) / 2)], 3)
-            wt1 = F.grid_sample(t1, fn + grid(n, h, w), padding_mode="border")
+            wt1 = F.grid_sample(t1, fn + grid(n, h, w), padding_mode="border", align_corners=False)
             flows.append(f + self.flow_conv[i](torch.cat([wt1, self.bottleneck[i - 1](x)], 1)).permute(0, 2, 3, 1))
-            x = self.SegDecoder[i](torch.cat([x, e2[j], wt1], 1))
+            if self.warp_feature == "T1":
+                x = self.SegDecoder[i](torch.cat([x, e2[j], wt1], 1))
+            else:
+                we1 = F.grid_sample(e1[j], fn + grid(n, h, w), padding_mode="border", align_corners=False)
+                x = self.SegDecoder[i](torch.cat([x, e2[j], we1], 1))
         n, _, h, w = x1.shape
-        f = F.interpolate(flows[-1].permute(0, 3, 1, 2), scale_factor=2, mode="bilinear").permute(0, 2, 3, 1)
+        f = up(flows[-1].permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         fn = torch.cat([f[..., :1] / ((w / 2 - 1) / 2), f[..., 1:] / ((h / 2 - 1) / 2)], 3)
-        warped = F.grid_sample(x1, fn + grid(n, h, w), padding_mode="border")
+        warped = F.grid_sample(x1, fn + grid(n, h, w), padding_mode="border", align_corners=False)
         x = self.out_layer(torch.cat([x, x2, warped], 1))
         return flows, x, warped[:, :-1], warped[:, -1:]
 
@@ -199,6 +216,34 @@ def model(what):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "options":
+        # A test fixture for the condition generator's non-default options (vton's own
+        # reference, not the original code): tests/fixtures/gan/tocg_options.safetensors.
+        from safetensors.torch import save_file
+        cfg = dict(g=4, norm="instance", warp_feature="encoder", out_layer="conv", upsample="nearest")
+        m = randomize(Tocg(**cfg), 5).eval()
+        g = torch.Generator().manual_seed(6)
+        a, b = torch.rand(2, 4, 128, 64, generator=g) * 2 - 1, torch.rand(2, 16, 128, 64, generator=g) * 2 - 1
+        with torch.inference_mode():
+            flows, seg, wc, wcm = m(a, b)
+        t = {f"weights.{k}": v for k, v in m.state_dict().items()}
+        t.update({"input.input1": a, "input.input2": b, "output.fake_segmap": seg, "output.warped_c": wc.contiguous(),
+                  "output.warped_cm": wcm.contiguous()})
+        t.update({f"output.flow_list.{i}": f.contiguous() for i, f in enumerate(flows)})
+        save_file(t, sys.argv[2], metadata={k: str(v) for k, v in cfg.items()})
+        # Tolerance per output: twice the distance between this float32 run and the same
+        # module in float64 (instance norm on random weights amplifies rounding level by level).
+        m64 = m.double()
+        with torch.inference_mode():
+            f64, s64, c64, m64_ = m64(a.double(), b.double())
+        dist = {f"flow_list.{i}": (f.float() - flows[i]).abs().max().item() for i, f in enumerate(f64)}
+        dist.update({"fake_segmap": (s64.float() - seg).abs().max().item(),
+                     "warped_c": (c64.float() - wc).abs().max().item(),
+                     "warped_cm": (m64_.float() - wcm).abs().max().item()})
+        json.dump({"config": cfg, "float64_distance": dist,
+                   "atol": {k: max(2 * v, 1e-5) for k, v in dist.items()}, "rtol": 1e-4},
+                  open(sys.argv[2].replace(".safetensors", ".json"), "w"), indent=1)
+        sys.exit(0)
     if sys.argv[1] == "make":
         from safetensors.torch import save_file
         d = sys.argv[2]

@@ -406,3 +406,64 @@ fn bad_checkpoints_are_typed_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn hrviton_condition_generator_options_and_batches() {
+    // instance norm, warp_feature "encoder", out_layer "conv", upsample "nearest", batch 2,
+    // ngf 4, against vton's PyTorch reference module (scripts/bench/gan_reference.py
+    // options): the shared fixture covers the released options only.
+    let dev = test_device();
+    let path = gan("tocg_options.safetensors");
+    let t = read_safetensors(&path);
+    let ckpt = Checkpoint::open(&path)
+        .unwrap()
+        .map_keys(|k| k.strip_prefix("weights.").map(str::to_string));
+    let cfg = ConditionGeneratorConfig {
+        ngf: 4,
+        ..ConditionGeneratorConfig::default()
+    }
+    .with_names("instance", "encoder", "conv", "nearest")
+    .unwrap();
+    let l = Loader::new(&ckpt, &dev, false);
+    let tocg = ConditionGenerator::load(&l, cfg).unwrap();
+    l.finish(true).unwrap();
+    let out = tocg
+        .forward(
+            tensor(&t, "input.input1", &dev),
+            tensor(&t, "input.input2", &dev),
+        )
+        .unwrap();
+    // Tolerances: twice the float32-vs-float64 distance of the reference run itself
+    // (tocg_options.json), as the shared fixtures set theirs.
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gan("tocg_options.json")).unwrap()).unwrap();
+    let tl = |name: &str| (j["atol"][name].as_f64().unwrap() as f32, 1e-4);
+    for (i, f) in out.flow_list.into_iter().enumerate() {
+        let name = format!("flow_list.{i}");
+        check(&t, &name, &format!("output.{name}"), f, tl(&name));
+    }
+    check(
+        &t,
+        "fake_segmap",
+        "output.fake_segmap",
+        out.fake_segmap,
+        tl("fake_segmap"),
+    );
+    check(
+        &t,
+        "warped_c",
+        "output.warped_c",
+        out.warped_cloth,
+        tl("warped_c"),
+    );
+    check(
+        &t,
+        "warped_cm",
+        "output.warped_cm",
+        out.warped_cloth_mask,
+        tl("warped_cm"),
+    );
+    assert!(ConditionGeneratorConfig::default()
+        .with_names("instance", "T2", "conv", "nearest")
+        .is_err());
+}
