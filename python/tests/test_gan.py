@@ -150,3 +150,14 @@ def test_generator_more_mode_has_no_last_block(tmp_path):
     with pytest.raises(vton.CheckpointError, match="conv_img.weight"):
         vton.HRVitonGenerator.from_checkpoint(GAN / "hrviton_gen.pth", ngf=2, num_upsampling_layers="more",
                                               fine_height=128, fine_width=64)
+
+
+def test_a_model_is_found_under_its_prefix_in_a_combined_file(tmp_path):
+    # e.g. {"tocg": ..., "generator": ...} saved as one file: the generator's keys are selected.
+    t, atol, rtol = case("hrviton_spade_gen")
+    w = _read_safetensors(GAN / "hrviton_gen_renamed.safetensors")
+    combined = {f"generator.{k}": v for k, v in w.items()}
+    combined["tocg.conv1.0.bias"] = np.zeros(3, np.float32)
+    _write_safetensors(tmp_path / "both.safetensors", combined)
+    gen = vton.HRVitonGenerator.from_checkpoint(tmp_path / "both.safetensors", ngf=2, fine_height=256, fine_width=128)
+    np.testing.assert_allclose(gen(t["input.x"], t["input.seg"]), t["output.out"], atol=atol, rtol=rtol)

@@ -245,13 +245,27 @@ impl Checkpoint {
         }
     }
 
-    /// Undoes wrapper unwrapping that went too far: a model whose own keys start with a
-    /// wrapper name (CP-VTON's `UnetGenerator` keeps everything under `model.model.`)
-    /// names one key it expects, and when that key is absent, the innermost removed
-    /// prefixes are put back until it is found.
+    /// Finds a model's root from one key it expects (`probe`), when that key is absent:
+    ///
+    /// * wrapper unwrapping that went too far is undone (CP-VTON's `UnetGenerator` keeps
+    ///   everything under `model.model.`, which looks like a `model` wrapper): the
+    ///   innermost removed prefixes are put back until the key is found;
+    /// * a model stored under one prefix among other tensors (`tocg.` and `generator.`
+    ///   of a combined file, or the `weights.` of a parity fixture beside its `input.` and
+    ///   `output.` tensors) is selected when exactly one prefix holds the key.
     pub fn rooted_at(mut self, probe: &str) -> Self {
         if self.contains(probe) {
             return self;
+        }
+        let suffix = format!(".{probe}");
+        let prefixes: BTreeSet<String> = self
+            .keys()
+            .filter_map(|k| k.strip_suffix(&suffix))
+            .map(|p| format!("{p}."))
+            .collect();
+        if prefixes.len() == 1 {
+            let prefix = prefixes.into_iter().next().expect("one prefix");
+            return self.map_keys(|k| k.strip_prefix(&prefix).map(str::to_string));
         }
         for k in 1..=self.stripped.len() {
             let prefix = format!("{}.", self.stripped[self.stripped.len() - k..].join("."));

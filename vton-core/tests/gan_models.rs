@@ -415,18 +415,16 @@ fn hrviton_condition_generator_options_and_batches() {
     let dev = test_device();
     let path = gan("tocg_options.safetensors");
     let t = read_safetensors(&path);
-    let ckpt = Checkpoint::open(&path)
-        .unwrap()
-        .map_keys(|k| k.strip_prefix("weights.").map(str::to_string));
     let cfg = ConditionGeneratorConfig {
         ngf: 4,
         ..ConditionGeneratorConfig::default()
     }
     .with_names("instance", "encoder", "conv", "nearest")
     .unwrap();
-    let l = Loader::new(&ckpt, &dev, false);
-    let tocg = ConditionGenerator::load(&l, cfg).unwrap();
-    l.finish(true).unwrap();
+    // The file keeps the weights under `weights.` beside `input.*` / `output.*` tensors:
+    // the loader selects the prefix that holds the model.
+    let (tocg, report) = ConditionGenerator::from_checkpoint(&path, cfg, &dev).unwrap();
+    assert!(report.unused.is_empty() && report.missing.is_empty());
     let out = tocg
         .forward(
             tensor(&t, "input.input1", &dev),

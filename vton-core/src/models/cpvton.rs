@@ -195,7 +195,7 @@ impl Gmm {
         config: GmmConfig,
         device: &Device,
     ) -> Result<Self> {
-        let ckpt = Checkpoint::open(path)?;
+        let ckpt = Checkpoint::open(path)?.rooted_at("extractionA.model.0.weight");
         let l = Loader::new(&ckpt, device, false);
         let m = Self::load(&l, config)?;
         l.finish(true)?;

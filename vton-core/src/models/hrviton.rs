@@ -239,7 +239,7 @@ impl ConditionGenerator {
         config: ConditionGeneratorConfig,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let ckpt = Checkpoint::open(path)?;
+        let ckpt = Checkpoint::open(path)?.rooted_at("ClothEncoder.0.scale.weight");
         let l = Loader::new(&ckpt, device, false);
         let m = Self::load(&l, config)?;
         let report = l.finish(false)?;
@@ -820,7 +820,9 @@ impl HRVitonGenerator {
         config: HRVitonGeneratorConfig,
         device: &Device,
     ) -> Result<Self> {
-        let ckpt = Checkpoint::open(path)?.map_keys(|k| Some(rename_generator_key(k)));
+        let ckpt = Checkpoint::open(path)?
+            .map_keys(|k| Some(rename_generator_key(k)))
+            .rooted_at("conv_0.weight");
         let l = Loader::new(&ckpt, device, false);
         let m = Self::load(&l, config)?;
         l.finish(true)?;
