@@ -257,7 +257,7 @@ pub fn up2_bilinear(x: Tensor<4>) -> Tensor<4> {
     resize_bilinear(x, 2 * h, 2 * w)
 }
 
-/// The normalisation layer a network was built with (`norm_layer` / `norm_type`).
+/// The normalisation layer a network was built with (`norm_layer`):
 /// `nn.InstanceNorm2d(c)` (no parameters, per-instance statistics, eps 1e-5) when
 /// `batch` is `None`, else `nn.BatchNorm2d(c)` in eval mode.
 #[derive(Module, Debug)]

@@ -273,13 +273,9 @@ impl Checkpoint {
                 .strip_prefix(&prefix)
                 .is_some_and(|rest| self.contains(rest))
             {
-                self.entries = std::mem::take(&mut self.entries)
-                    .into_iter()
-                    .map(|(key, e)| (format!("{prefix}{key}"), e))
-                    .collect();
                 let keep = self.stripped.len() - k;
                 self.stripped.truncate(keep);
-                break;
+                return self.map_keys(|key| Some(format!("{prefix}{key}")));
             }
         }
         self

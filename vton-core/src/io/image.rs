@@ -452,7 +452,6 @@ pub fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         })
 }
 
-/// Bilinear resampling of an HWC buffer with half-pixel centres (no antialiasing).
 /// PIL's resampling weights for a triangle filter: per output pixel, the first input
 /// index and normalised weights (support scaled by the shrink factor).
 fn pil_weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
@@ -504,6 +503,7 @@ fn resize_pil(src: &[f32], sw: usize, sh: usize, c: usize, dw: usize, dh: usize)
     out
 }
 
+/// Bilinear resampling of an HWC buffer with half-pixel centres (no antialiasing).
 pub(crate) fn resize_bilinear(
     src: &[f32],
     sw: usize,

@@ -18,8 +18,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
 use crate::nn::{
-    check_channels, conv2d, instance_norm, leaky_relu, out_channels, relu, resize_bilinear,
-    resize_nearest, up2_bilinear, weight_shape, BatchNorm2d, Norm2d, NormKind,
+    check_channels, conv2d, leaky_relu, out_channels, relu, resize_bilinear, resize_nearest,
+    up2_bilinear, weight_shape, BatchNorm2d, Norm2d, NormKind,
 };
 use crate::rng::Rng;
 use crate::warp::grid::{grid_sample, identity_grid, GridSampleOptions, PaddingMode, SampleMode};
@@ -503,8 +503,8 @@ impl SpadeNoise {
 #[derive(Module, Debug)]
 pub struct SpadeNorm {
     noise_scale: Param<Tensor<1>>,
-    /// Parameter-free BatchNorm (running statistics only); instance norm when `None`.
-    batch: Option<BatchNorm2d>,
+    /// The parameter-free norm (a BatchNorm's affine part is the identity).
+    norm: Norm2d,
     conv_shared: Conv2d,
     conv_gamma: Conv2d,
     conv_beta: Conv2d,
@@ -542,7 +542,7 @@ impl SpadeNorm {
                 TensorData::new(noise, [channels]),
                 l.device(),
             )),
-            batch,
+            norm: Norm2d { batch },
             conv_shared: conv2d(l, "conv_shared.0", label_nc, nhidden, 3, 1, 1, true)?,
             conv_gamma: conv2d(l, "conv_gamma", nhidden, channels, 3, 1, 1, true)?,
             conv_beta: conv2d(l, "conv_beta", nhidden, channels, 3, 1, 1, true)?,
@@ -552,16 +552,18 @@ impl SpadeNorm {
 
     fn forward(&self, x: Tensor<4>, seg: Tensor<4>, noise: &mut SpadeNoise) -> Result<Tensor<4>> {
         let [b, c, h, w] = x.dims();
-        // The draw happens whatever noise_scale is, so recorded draws stay in step.
-        let r = noise.next(b, h, w, &x.device())?;
+        // A zero noise_scale makes the draw irrelevant: it is skipped, except that
+        // recorded draws are still consumed so that they stay in step with the norms.
+        let r = if self.zero_noise && !matches!(noise, SpadeNoise::Given(_)) {
+            None
+        } else {
+            noise.next(b, h, w, &x.device())?
+        };
         let x = match r {
             Some(r) if !self.zero_noise => x + r * self.noise_scale.val().reshape([1, c, 1, 1]),
             _ => x,
         };
-        let normalized = match &self.batch {
-            None => instance_norm(x, 1e-5),
-            Some(bn) => bn.forward(x),
-        };
+        let normalized = self.norm.forward(x);
         let actv = relu(self.conv_shared.forward(seg));
         let gamma = self.conv_gamma.forward(actv.clone());
         let beta = self.conv_beta.forward(actv);

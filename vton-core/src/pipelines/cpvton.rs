@@ -251,29 +251,21 @@ impl CpvtonPerson {
         })
     }
 
-    /// The 22-channel agnostic `[1, 22, H, W]` with the given head region.
-    pub fn agnostic(&self, head: &Mask, radius: usize, device: &Device) -> Tensor<4> {
+    /// The body-shape plane and the 18 pose planes, which both stages share.
+    fn shape_and_pose(&self, radius: usize) -> (Vec<f32>, Vec<f32>) {
         let (w, h) = (self.image.width, self.image.height);
         let n = w * h;
-        let mut data = Vec::with_capacity(22 * n);
         // Body shape at 1/16 and back, PIL bilinear, in [-1, 1].
         let shape = self
             .body_mask
             .resize_pil_bilinear((w / 16).max(1), (h / 16).max(1))
             .resize_pil_bilinear(w, h);
-        data.extend(shape.data.iter().map(|v| v * 2.0 - 1.0));
-        // Head: the photo inside the region, -1 elsewhere.
-        for c in 0..3 {
-            for p in 0..n {
-                let m = head.data[p];
-                let v = self.image.data[p * 3 + c] * 2.0 - 1.0;
-                data.push(v * m - (1.0 - m));
-            }
-        }
+        let shape = shape.data.iter().map(|v| v * 2.0 - 1.0).collect();
         // 18 COCO keypoints, an inclusive square of side 2r+1 each.
         let r = radius as i64;
-        for &b in COCO18_TO_BODY25.iter() {
-            let mut plane = vec![-1f32; n];
+        let mut pose = vec![-1f32; 18 * n];
+        for (i, &b) in COCO18_TO_BODY25.iter().enumerate() {
+            let plane = &mut pose[i * n..(i + 1) * n];
             if let Some(k) = self.pose.keypoints.get(b).filter(|k| k.present()) {
                 if k.x > 1.0 && k.y > 1.0 {
                     let (x, y) = (k.x as i64, k.y as i64);
@@ -284,9 +276,39 @@ impl CpvtonPerson {
                     }
                 }
             }
-            data.extend(plane);
         }
+        (shape, pose)
+    }
+
+    /// `cat([shape, head, pose])` with the photo inside `head`, -1 elsewhere.
+    fn assemble(&self, head: &Mask, shape: &[f32], pose: &[f32], device: &Device) -> Tensor<4> {
+        let (w, h) = (self.image.width, self.image.height);
+        let n = w * h;
+        let mut data = Vec::with_capacity(22 * n);
+        data.extend_from_slice(shape);
+        for c in 0..3 {
+            data.extend((0..n).map(|p| {
+                let m = head.data[p];
+                (self.image.data[p * 3 + c] * 2.0 - 1.0) * m - (1.0 - m)
+            }));
+        }
+        data.extend_from_slice(pose);
         Tensor::from_data(TensorData::new(data, [1, 22, h, w]), device)
+    }
+
+    /// The 22-channel agnostic `[1, 22, H, W]` with the given head region.
+    pub fn agnostic(&self, head: &Mask, radius: usize, device: &Device) -> Tensor<4> {
+        let (shape, pose) = self.shape_and_pose(radius);
+        self.assemble(head, &shape, &pose, device)
+    }
+
+    /// The GMM-stage and TOM-stage agnostics.
+    pub fn agnostics(&self, radius: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let (shape, pose) = self.shape_and_pose(radius);
+        (
+            self.assemble(&self.gmm_head, &shape, &pose, device),
+            self.assemble(&self.tom_head, &shape, &pose, device),
+        )
     }
 }
 
@@ -419,13 +441,8 @@ impl CPVTONPipeline {
         let lb = Letterbox::new(cloth.width, cloth.height, w, h);
         let c = lb.image(cloth).to_tensor(device, ValueRange::MinusOneOne);
         let cm = lb.mask(cloth_mask).binarized().to_tensor(device);
-        let r = self.options.radius;
-        let out = self.run(
-            person.agnostic(&person.gmm_head, r, device),
-            person.agnostic(&person.tom_head, r, device),
-            c,
-            cm,
-        )?;
+        let (agnostic_gmm, agnostic_tom) = person.agnostics(self.options.radius, device);
+        let out = self.run(agnostic_gmm, agnostic_tom, c, cm)?;
         let clamp = |t: Tensor<4>| t.clamp(-1.0, 1.0);
         Ok(CpvtonResult {
             image: RgbImage::from_tensor(clamp(out.p_tryon), ValueRange::MinusOneOne)?,
