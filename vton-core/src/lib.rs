@@ -27,6 +27,7 @@ pub mod nn;
 pub mod pipelines;
 pub mod rng;
 pub mod schedulers;
+pub mod tflite;
 pub mod warp;
 pub mod weights;
 
