@@ -20,6 +20,7 @@
 //! ```
 
 pub mod error;
+pub mod estimate;
 pub mod io;
 pub mod masks;
 pub mod models;
