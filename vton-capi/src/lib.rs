@@ -71,7 +71,8 @@ fn status_of(e: &VtonError) -> vton_status {
         | VtonError::MissingWeights { .. }
         | VtonError::UnexpectedWeights { .. }
         | VtonError::WeightShape { .. }
-        | VtonError::Config { .. } => VTON_STATUS_CHECKPOINT,
+        | VtonError::Config { .. }
+        | VtonError::TfliteFormat { .. } => VTON_STATUS_CHECKPOINT,
         VtonError::Cancelled { .. } => VTON_STATUS_CANCELLED,
         _ => VTON_STATUS_OTHER,
     }

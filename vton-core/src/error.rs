@@ -93,6 +93,10 @@ pub enum VtonError {
     /// A long operation was cancelled by its progress callback.
     #[error("cancelled at step {step} of {total}")]
     Cancelled { step: usize, total: usize },
+    /// A `.tflite` flatbuffer is malformed: truncated, an offset out of bounds, an index
+    /// that names no tensor or buffer, a shape that is absurd or disagrees with its data.
+    #[error("invalid TFLite model: {message}")]
+    TfliteFormat { message: String },
     /// A tensor backend operation failed.
     #[error("backend error in {operation}: {message}")]
     Backend { operation: String, message: String },

@@ -29,7 +29,8 @@ pub(crate) fn to_py_err(e: VtonError) -> PyErr {
         | VtonError::MissingWeights { .. }
         | VtonError::UnexpectedWeights { .. }
         | VtonError::WeightShape { .. }
-        | VtonError::Config { .. } => "CheckpointError",
+        | VtonError::Config { .. }
+        | VtonError::TfliteFormat { .. } => "CheckpointError",
         VtonError::Cancelled { .. } => "CancelledError",
         _ => "InvalidInputError",
     };
