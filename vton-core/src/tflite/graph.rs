@@ -480,6 +480,31 @@ impl<'a> Builder<'a> {
                 what: format!("{name}: {} outputs", op.outputs.len()),
             });
         }
+        // The options table must be the one this operator reads (schema union index).
+        let expected_options: Option<u8> = match op.code {
+            3 => Some(1),
+            4 => Some(2),
+            1 | 17 => Some(5),
+            2 => Some(10),
+            0 => Some(11),
+            23 => Some(15),
+            22 => Some(17),
+            18 => Some(21),
+            34 => Some(22),
+            40 => Some(27),
+            41 => Some(28),
+            42 => Some(29),
+            5 => Some(94),
+            _ => None,
+        };
+        if let (Some(want), Some(_)) = (expected_options, raw.options) {
+            if op.options_type != want {
+                return Err(bad(format!(
+                    "{name}: options of union type {} where the operator reads type {want}",
+                    op.options_type
+                )));
+            }
+        }
         let out = op.outputs[0];
         let out_shape = self.shape(out).to_vec();
         let out_info = self.info(out);

@@ -137,20 +137,6 @@ pub(crate) enum Kernel {
     },
 }
 
-/// Physical (stored) dims of a logical TFLite shape.
-pub(crate) fn physical_dims(shape: &[usize]) -> [usize; 4] {
-    if shape.len() == 4 {
-        [shape[0], shape[3], shape[1], shape[2]]
-    } else {
-        let mut d = [1usize; 4];
-        let off = 4 - shape.len().min(4);
-        for (i, &v) in shape.iter().take(4).enumerate() {
-            d[off + i] = v;
-        }
-        d
-    }
-}
-
 /// Physical axis of logical axis `axis` of a rank-`rank` tensor.
 pub(crate) fn physical_axis(axis: usize, rank: usize) -> usize {
     if rank == 4 {
