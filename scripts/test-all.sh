@@ -7,12 +7,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export CARGO_TERM_COLOR=never
+# The target directory cargo uses (honours CARGO_TARGET_DIR and .cargo/config).
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+REL="$TARGET/release"
+# One package set and one feature set for every build step: the test build below also
+# builds libvton (shared + static) and the CLI, so nothing is compiled twice.
+CARGO_SET=(--release --workspace --exclude vton-py --exclude vton-benches)
+
+echo "== build: workspace (tests, libvton, CLI), release profile"
+cargo build "${CARGO_SET[@]}" --all-targets
 
 echo "== cargo test (workspace, release profile)"
-cargo test --release --workspace --exclude vton-py --exclude vton-benches
+cargo test "${CARGO_SET[@]}"
 
-echo "== C API: libvton (shared + static) and header"
-cargo build --release -p vton-capi
+echo "== C API: header"
 if ! command -v cbindgen >/dev/null 2>&1; then
   cargo install cbindgen --version 0.29.4 --locked --quiet
 fi
@@ -25,36 +33,36 @@ fi
 rm -f "$tmp_header"
 
 echo "== C test program"
-mkdir -p target/ctest
-cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_tryon.c -Ltarget/release -lvton \
-   -Wl,-rpath,"$ROOT/target/release" -o target/ctest/test_tryon
-./target/ctest/test_tryon examples target/ctest tests/fixtures/tiny_inpaint_pipeline
-cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_tryon.c target/release/libvton.a -lm -lpthread -ldl \
-   -o target/ctest/test_tryon_static
-./target/ctest/test_tryon_static examples target/ctest tests/fixtures/tiny_inpaint_pipeline
-cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_gan.c -Ltarget/release -lvton \
-   -Wl,-rpath,"$ROOT/target/release" -o target/ctest/test_gan
-./target/ctest/test_gan examples tests/fixtures
+mkdir -p "$TARGET/ctest"
+cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_tryon.c -L"$REL" -lvton \
+   -Wl,-rpath,"$REL" -o "$TARGET"/ctest/test_tryon
+"$TARGET"/ctest/test_tryon examples "$TARGET"/ctest tests/fixtures/tiny_inpaint_pipeline
+cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_tryon.c "$REL/libvton.a" -lm -lpthread -ldl \
+   -o "$TARGET"/ctest/test_tryon_static
+"$TARGET"/ctest/test_tryon_static examples "$TARGET"/ctest tests/fixtures/tiny_inpaint_pipeline
+cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_gan.c -L"$REL" -lvton \
+   -Wl,-rpath,"$REL" -o "$TARGET"/ctest/test_gan
+"$TARGET"/ctest/test_gan examples tests/fixtures
 if ! command -v valgrind >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
 fi
 # Leak check: definite leaks fail; the "possibly lost" blocks of burn's global device
 # registry and rayon's thread pool (alive until exit by design) are not errors.
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
-  ./target/ctest/test_tryon examples target/ctest tests/fixtures/tiny_inpaint_pipeline leak
+  "$TARGET"/ctest/test_tryon examples "$TARGET"/ctest tests/fixtures/tiny_inpaint_pipeline leak
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
-  ./target/ctest/test_gan examples tests/fixtures leak
+  "$TARGET"/ctest/test_gan examples tests/fixtures leak
 
 echo "== Python: wheel into a fresh virtual environment, pytest"
-rm -rf target/venv
-python3 -m venv target/venv
-target/venv/bin/pip install --quiet --upgrade pip
-target/venv/bin/pip install --quiet "maturin>=1.5,<2" pytest numpy pillow "mypy>=1.18"
-rm -rf target/wheels
-target/venv/bin/maturin build --release --quiet -o target/wheels
-target/venv/bin/pip install --quiet --force-reinstall --no-deps target/wheels/vton-*.whl
-(cd target && venv/bin/python -m pytest -q "$ROOT/python/tests")
+rm -rf "$TARGET/venv"
+python3 -m venv "$TARGET/venv"
+"$TARGET"/venv/bin/pip install --quiet --upgrade pip
+"$TARGET"/venv/bin/pip install --quiet "maturin>=1.5,<2" pytest numpy pillow "mypy>=1.18"
+rm -rf "$TARGET/wheels"
+"$TARGET"/venv/bin/maturin build --release --quiet -o "$TARGET/wheels"
+"$TARGET"/venv/bin/pip install --quiet --force-reinstall --no-deps "$TARGET"/wheels/vton-*.whl
+(cd "$TARGET" && venv/bin/python -m pytest -q "$ROOT/python/tests")
 echo "== Python: stubs match the runtime module (mypy stubtest)"
-(cd target && venv/bin/python -m mypy.stubtest vton)
+(cd "$TARGET" && venv/bin/python -m mypy.stubtest vton)
 
 echo "== all tests passed"
