@@ -8,4 +8,6 @@ pub mod morph;
 pub use agnostic::{
     agnostic_from_keypoints, agnostic_from_parse, agnostic_image, BodyFrame, GarmentCategory,
 };
-pub use garment::{estimate_garment_mask, GarmentMaskOptions};
+pub use garment::{
+    estimate_garment_mask, garment_matte, GarmentMaskOptions, GarmentMatte, MatteOptions,
+};

@@ -21,14 +21,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
 use crate::io::{
-    read_image, read_keypoints, read_mask, Joint, Mask, ParseMap, PersonSelection, Pose, RgbImage,
-    ValueRange,
+    image::tensor_to_vec, read_image, read_keypoints, read_mask, Joint, Mask, ParseMap,
+    PersonSelection, Pose, RgbImage,
 };
 use crate::masks::agnostic::protected_regions;
 use crate::masks::draw::{self, Pt};
 use crate::masks::{
-    agnostic_from_keypoints, agnostic_from_parse, agnostic_image, estimate_garment_mask, BodyFrame,
-    GarmentCategory, GarmentMaskOptions,
+    agnostic_from_keypoints, agnostic_from_parse, agnostic_image, estimate_garment_mask,
+    garment_matte, BodyFrame, GarmentCategory, GarmentMaskOptions, MatteOptions,
 };
 use crate::pipelines::landmarks::{dist, garment_landmarks, GarmentLandmarks};
 use crate::warp::grid::{grid_sample, GridSampleOptions, PaddingMode, SampleMode};
@@ -117,6 +117,8 @@ pub struct TryOnOutput {
     pub agnostic_image: RgbImage,
     pub warped_garment: RgbImage,
     pub warped_mask: Mask,
+    /// The compositing alpha: `image = alpha * warped_garment + (1 - alpha) * person`.
+    pub alpha: Mask,
     /// The garment mask used (given or estimated).
     pub garment_mask: Mask,
     pub garment_landmarks: GarmentLandmarks,
@@ -151,7 +153,12 @@ pub struct GeometricTryOn {
     /// TPS regularisation in shoulder-width units.
     pub tps_lambda: f64,
     pub garment_mask_options: GarmentMaskOptions,
+    /// How the garment is cut out of its photo (eroded, feathered, edge colours cleaned).
+    pub matte_options: MatteOptions,
 }
+
+/// Warped alpha below which a pixel has no garment colour.
+const ALPHA_EPS: f32 = 1e-4;
 
 impl Default for GeometricTryOn {
     fn default() -> Self {
@@ -160,6 +167,7 @@ impl Default for GeometricTryOn {
             shoulder_lift: 0.08,
             tps_lambda: 1e-3,
             garment_mask_options: GarmentMaskOptions::default(),
+            matte_options: MatteOptions::default(),
         }
     }
 }
@@ -179,6 +187,43 @@ fn walk(pts: &[Pt], length: f32) -> Pt {
         left -= d;
     }
     pts[pts.len() - 1]
+}
+
+/// Largest lift of a shoulder tip to the silhouette, in shoulder widths.
+const MAX_SILHOUETTE_LIFT: f32 = 0.25;
+
+/// Moves `target` up (against the body frame's `v`) to the top of the person mask above
+/// the shoulder `joint`, when that top is higher, by at most [`MAX_SILHOUETTE_LIFT`].
+fn raise_to_silhouette(target: Pt, joint: Pt, frame: &BodyFrame, person: &Mask) -> Pt {
+    let sw = frame.shoulder_width;
+    let inside = |p: Pt| {
+        p.0 >= 0.0
+            && p.1 >= 0.0
+            && (p.0 as usize) < person.width
+            && (p.1 as usize) < person.height
+            && person.on(p.0 as usize, p.1 as usize)
+    };
+    // Walk up from the joint in one-pixel steps while inside the mask.
+    let steps = (MAX_SILHOUETTE_LIFT * sw).ceil() as usize;
+    let mut top = 0.0f32;
+    for k in 1..=steps {
+        let p = (
+            joint.0 - k as f32 * frame.v.0,
+            joint.1 - k as f32 * frame.v.1,
+        );
+        if !inside(p) {
+            break;
+        }
+        top = k as f32;
+    }
+    // Height of the target above the joint, along -v.
+    let lift = (joint.0 - target.0) * frame.v.0 + (joint.1 - target.1) * frame.v.1;
+    if top > lift {
+        let d = top - lift;
+        (target.0 - d * frame.v.0, target.1 - d * frame.v.1)
+    } else {
+        target
+    }
 }
 
 impl GeometricTryOn {
@@ -287,7 +332,12 @@ impl GeometricTryOn {
         };
         let lm = garment_landmarks(&garment_mask)?;
         let frame = BodyFrame::from_pose(&inputs.pose, "geometric try-on")?;
-        let (targets, short_sleeves) = self.body_targets(&lm, &frame, &inputs.pose)?;
+        let (mut targets, short_sleeves) = self.body_targets(&lm, &frame, &inputs.pose)?;
+        // Shoulder tips reach the person's silhouette: clothes (hoods, thick knits) stand
+        // above the shoulder joints, and the old garment showed there.
+        for (i, joint) in [(1, frame.r_shoulder), (2, frame.l_shoulder)] {
+            targets[i] = raise_to_silhouette(targets[i], joint, &frame, &person_mask);
+        }
         let sources = landmark_points(&lm);
 
         // Fit body -> garment in shoulder-width units.
@@ -301,30 +351,46 @@ impl GeometricTryOn {
             .map(|p| (p.0 as f64 / gs, p.1 as f64 / gs))
             .collect();
         let tps = ThinPlateSpline::fit(&tb, &tg, self.tps_lambda)?;
-        let (gw, gh) = (inputs.garment.width as f64, inputs.garment.height as f64);
+        let (gwf, ghf) = (inputs.garment.width as f64, inputs.garment.height as f64);
         let mut grid = Vec::with_capacity(w * h * 2);
         for y in 0..h {
             for x in 0..w {
                 let (u, v) = tps.eval(x as f64 / bs, y as f64 / bs);
-                grid.push(((2.0 * u * gs + 1.0) / gw - 1.0) as f32);
-                grid.push(((2.0 * v * gs + 1.0) / gh - 1.0) as f32);
+                grid.push(((2.0 * u * gs + 1.0) / gwf - 1.0) as f32);
+                grid.push(((2.0 * v * gs + 1.0) / ghf - 1.0) as f32);
             }
         }
         let grid: Tensor<4> = Tensor::from_data(TensorData::new(grid, [1, h, w, 2]), device);
-        let garment_t = inputs.garment.to_tensor(device, ValueRange::ZeroOne);
-        let mask_t = garment_mask.to_tensor(device);
-        let warped = grid_sample(
-            garment_t,
-            grid.clone(),
-            GridSampleOptions::new(SampleMode::Bilinear, PaddingMode::Border, false),
-        )?;
-        let warped_m = grid_sample(
-            mask_t,
+        // Premultiplied warp: colour * alpha and alpha are sampled together and divided
+        // afterwards, so bilinear taps outside the garment (alpha 0) add nothing and no
+        // background colour of the product photo reaches the result.
+        let matte = garment_matte(&inputs.garment, &garment_mask, &self.matte_options)?;
+        let (gw, gh) = (inputs.garment.width, inputs.garment.height);
+        let mut premul = vec![0f32; 4 * gw * gh];
+        for (p, &a) in matte.alpha.data.iter().enumerate() {
+            for c in 0..3 {
+                premul[c * gw * gh + p] = a * matte.colour.data[p * 3 + c];
+            }
+            premul[3 * gw * gh + p] = a;
+        }
+        let premul: Tensor<4> = Tensor::from_data(TensorData::new(premul, [1, 4, gh, gw]), device);
+        let warped = tensor_to_vec(grid_sample(
+            premul,
             grid,
             GridSampleOptions::new(SampleMode::Bilinear, PaddingMode::Zeros, false),
-        )?;
-        let warped_garment = RgbImage::from_tensor(warped, ValueRange::ZeroOne)?;
-        let warped_mask = Mask::from_tensor(warped_m)?;
+        )?)?;
+        let (mut colour, mut coverage) = (vec![0f32; 3 * w * h], vec![0f32; w * h]);
+        for p in 0..w * h {
+            let a = warped[3 * w * h + p].clamp(0.0, 1.0);
+            coverage[p] = a;
+            if a > ALPHA_EPS {
+                for c in 0..3 {
+                    colour[p * 3 + c] = (warped[c * w * h + p] / a).clamp(0.0, 1.0);
+                }
+            }
+        }
+        let warped_garment = RgbImage::from_f32(w, h, colour)?;
+        let warped_mask = Mask::from_f32(w, h, coverage)?;
 
         let (head, hands) = protected_regions(&frame, &inputs.pose, w, h);
         let mut keep = head.or(&hands.and(&person_mask));
@@ -355,6 +421,7 @@ impl GeometricTryOn {
             agnostic_image,
             warped_garment,
             warped_mask,
+            alpha,
             garment_mask,
             garment_landmarks: lm,
             body_targets: targets,
@@ -373,6 +440,12 @@ pub struct TryOnQuality {
     pub shoulder_error_px: f32,
     /// `shoulder_error_px` over the keypoint shoulder width.
     pub shoulder_error_rel: f32,
+    /// Share of the compositing alpha that falls outside the person mask.
+    pub spill: f32,
+    /// Share of the person's shoulders (discs of 0.2 shoulder widths around the shoulder
+    /// keypoints, within the person mask, outside the head column) that the new garment
+    /// covers (`alpha >= 0.5`); the rest shows the old garment.
+    pub shoulder_coverage: f32,
 }
 
 /// Measures a result against the person's keypoints and mask.
@@ -393,9 +466,27 @@ pub fn evaluate_quality(
     let lm = garment_landmarks(&wm)?;
     let frame = BodyFrame::from_pose(pose, "quality evaluation")?;
     let err = (dist(lm.r_shoulder, frame.r_shoulder) + dist(lm.l_shoulder, frame.l_shoulder)) / 2.0;
+    let pm = person_mask.binarized();
+    let (mut a_all, mut a_out) = (0f64, 0f64);
+    for (&a, &m) in out.alpha.data.iter().zip(&pm.data) {
+        a_all += a as f64;
+        if m < 0.5 {
+            a_out += a as f64;
+        }
+    }
+    let (w, h) = (pm.width, pm.height);
+    let mut shoulders = Mask::zeros(w, h);
+    for c in [frame.r_shoulder, frame.l_shoulder] {
+        draw::disc(&mut shoulders, c, 0.2 * frame.shoulder_width);
+    }
+    let (head, _) = protected_regions(&frame, pose, w, h);
+    let shoulders = shoulders.and(&pm).minus(&head);
+    let covered = shoulders.and(&out.alpha.binarized()).count();
     Ok(TryOnQuality {
         torso_share: inside as f32 / total as f32,
         shoulder_error_px: err,
         shoulder_error_rel: err / frame.shoulder_width,
+        spill: (a_out / a_all.max(1e-9)) as f32,
+        shoulder_coverage: covered as f32 / shoulders.count().max(1) as f32,
     })
 }
