@@ -14,3 +14,4 @@ pub use unet::{Timesteps, UNet2DConditionConfig, UNet2DConditionModel};
 pub use vae::{AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian};
 pub mod cpvton;
 pub mod hrviton;
+pub mod schp;

@@ -3,3 +3,5 @@ pub mod diffusion;
 pub mod geometric;
 pub mod hrviton;
 pub mod landmarks;
+pub mod parsing;
+pub mod preprocess;
