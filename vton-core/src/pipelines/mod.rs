@@ -4,4 +4,3 @@ pub mod geometric;
 pub mod hrviton;
 pub mod landmarks;
 pub mod parsing;
-pub mod preprocess;
