@@ -12,8 +12,8 @@
 //! let device = vton_core::default_device();
 //! let image = read_image("person.png")?;
 //! let pose = PoseEstimator::bundled(&device)?.estimate_one(&image, PersonSelection::Largest)?;
-//! let body25 = pose.to_body25(image.width, image.height); // OpenPose keypoints
-//! let mask = pose.mask;                                   // image-sized, [0, 1]
+//! let body25 = pose.to_body25(); // OpenPose BODY_25 keypoints
+//! let mask = pose.mask; // image-sized, [0, 1]
 //! let selfie = SelfieSegmenter::bundled(&device, false)?.segment(&image)?;
 //! # let _ = (body25, mask, selfie); Ok(()) }
 //! ```

@@ -624,6 +624,8 @@ pub struct PoseEstimate {
     pub roi: Roi,
     /// Image-sized person probability, when segmentation is enabled.
     pub mask: Option<Mask>,
+    /// `(width, height)` of the image the pose was estimated on.
+    pub image_size: (usize, usize),
 }
 
 impl PoseEstimate {
@@ -635,10 +637,11 @@ impl PoseEstimate {
             .collect()
     }
 
-    /// The pose in OpenPose BODY_25 order (see [`super::body25`]); the image size is
-    /// needed to mark landmarks outside the image as missing.
-    pub fn to_body25(&self, image_width: usize, image_height: usize) -> Pose {
-        super::body25::to_body25(&self.landmarks, image_width, image_height)
+    /// The pose in OpenPose BODY_25 order (see [`super::body25`] for the table and
+    /// which points count as missing: outside the image, or visibility below
+    /// [`super::body25::MIN_VISIBILITY`]).
+    pub fn to_body25(&self) -> Pose {
+        super::body25::to_body25(&self.landmarks, self.image_size.0, self.image_size.1)
     }
 
     /// Area of the landmarks' bounding box in pixels.
@@ -831,6 +834,7 @@ impl PoseEstimator {
             detection: *det,
             roi,
             mask,
+            image_size: (img.width, img.height),
         }))
     }
 
