@@ -4,13 +4,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use vton_core::io::PersonSelection;
 use vton_core::io::RgbImage;
 use vton_core::masks::GarmentCategory;
-use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
+use vton_core::pipelines::geometric::GeometricTryOn;
+use vton_core::pipelines::parsing::HumanParser;
+use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
 use vton_core::{device_from_name, Result, VtonError};
 
 mod diffusion;
 mod gan;
+mod preprocess;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +33,9 @@ enum Command {
     TryOn(TryOnArgs),
     /// Run CP-VTON+ or HR-VITON over a VITON-HD-layout test set.
     RunDataset(gan::RunDatasetArgs),
+    /// Estimate keypoints, landmarks, person masks (and parse maps with --parser) of
+    /// person photos and masks of garment photos, flat or as a VITON-HD folder.
+    Preprocess(preprocess::PreprocessArgs),
 }
 
 #[derive(Args)]
@@ -36,12 +43,21 @@ struct TryOnArgs {
     /// Person photo (PNG or JPEG).
     #[arg(long)]
     person: Option<PathBuf>,
-    /// OpenPose JSON of the person (BODY_25 or COCO-18).
+    /// OpenPose JSON of the person (BODY_25 or COCO-18); estimated from the photo with
+    /// the bundled MediaPipe pose models when absent.
     #[arg(long)]
     keypoints: Option<PathBuf>,
-    /// Person mask (grey PNG, person = white).
+    /// Person mask (grey PNG, person = white); estimated when absent (and no --parse).
     #[arg(long)]
     person_mask: Option<PathBuf>,
+    /// SCHP checkpoint (exp-schp-201908261155-lip.pth): estimate the parse map when no
+    /// --parse is given.
+    #[arg(long)]
+    parser: Option<PathBuf>,
+    /// Which person when the photo or keypoint file has several: the largest (default)
+    /// or this index.
+    #[arg(long)]
+    person_index: Option<usize>,
     /// LIP / VITON-HD label map of the person (PNG); used for the agnostic mask when given.
     #[arg(long)]
     parse: Option<PathBuf>,
@@ -182,7 +198,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
         };
         (
             need(args.person.clone(), "--person")?,
-            need(args.keypoints.clone(), "--keypoints")?,
+            args.keypoints.clone(),
             args.person_mask.clone(),
             need(args.garment.clone(), "--garment")?,
             args.garment_mask.clone(),
@@ -196,7 +212,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
         );
         (
             ex.join("person/openvto_ai_avatar1_upper.png"),
-            ex.join("person/openvto_ai_avatar1_upper_keypoints.json"),
+            Some(ex.join("person/openvto_ai_avatar1_upper_keypoints.json")),
             Some(ex.join("person/openvto_ai_avatar1_upper_mask.png")),
             ex.join("garment/openvto_shirt2_front.png"),
             None,
@@ -207,16 +223,33 @@ fn try_on(args: TryOnArgs) -> Result<()> {
             ),
         )
     };
-    let mut inputs = TryOnInputs::from_paths(
+    let selection = match args.person_index {
+        Some(i) => PersonSelection::Index(i),
+        None => PersonSelection::Largest,
+    };
+    let mut partial = PartialInputs::from_paths(
         &person,
-        &keypoints,
+        keypoints.as_ref(),
         person_mask.as_ref(),
         args.parse.as_ref(),
         &garment,
         garment_mask.as_ref(),
+        selection,
     )?;
-    inputs.category = GarmentCategory::from_name(&args.category)?;
+    partial.category = GarmentCategory::from_name(&args.category)?;
     let device = device_from_name(&args.device)?;
+    let inputs = if partial.needs_pose() || (args.parser.is_some() && partial.parse.is_none()) {
+        let mut pre = Preprocessor::bundled(&device)?.with_selection(selection);
+        if let Some(p) = &args.parser {
+            pre = pre.with_parser(HumanParser::from_checkpoint(p, &device)?);
+        }
+        if partial.needs_pose() {
+            println!("estimating keypoints and person mask with the bundled MediaPipe pose models");
+        }
+        pre.complete(partial)?
+    } else {
+        Preprocessor::complete_given(partial)?
+    };
     let out = match args.method.as_str() {
         "geometric" => GeometricTryOn::default().run(&inputs, &device)?,
         _ => {
@@ -254,6 +287,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::TryOn(args) => try_on(args),
         Command::RunDataset(args) => gan::run_dataset(args),
+        Command::Preprocess(args) => preprocess::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

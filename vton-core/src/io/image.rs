@@ -106,23 +106,19 @@ fn write_png(
     color: ::image::ExtendedColorType,
     bytes: &[u8],
 ) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| VtonError::io(dir, e))?;
-        }
-    }
-    ::image::save_buffer_with_format(
-        path,
+    let mut encoded = Vec::new();
+    ::image::ImageEncoder::write_image(
+        ::image::codecs::png::PngEncoder::new(&mut encoded),
         bytes,
         width as u32,
         height as u32,
         color,
-        ::image::ImageFormat::Png,
     )
     .map_err(|e| VtonError::Image {
         what: path.display().to_string(),
         message: e.to_string(),
-    })
+    })?;
+    crate::io::write_atomic(path, &encoded)
 }
 
 fn to_u8(v: f32) -> u8 {
@@ -183,6 +179,27 @@ impl RgbImage {
             ::image::ExtendedColorType::Rgb8,
             &self.to_rgb8(),
         )
+    }
+
+    /// Writes a JPEG file (quality 1-100), atomically.
+    pub fn save_jpeg(&self, path: impl AsRef<Path>, quality: u8) -> Result<()> {
+        let path = path.as_ref();
+        let mut encoded = Vec::new();
+        ::image::ImageEncoder::write_image(
+            ::image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut encoded,
+                quality.clamp(1, 100),
+            ),
+            &self.to_rgb8(),
+            self.width as u32,
+            self.height as u32,
+            ::image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| VtonError::Image {
+            what: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        crate::io::write_atomic(path, &encoded)
     }
 
     /// Pixel at `(x, y)`.

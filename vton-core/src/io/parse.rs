@@ -129,6 +129,38 @@ impl ParseMap {
         })
     }
 
+    /// Writes the map as an 8-bit palette PNG (index = label, colours from the
+    /// PASCAL/LIP colour map SCHP and VITON-HD use), atomically.
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut palette = Vec::with_capacity(256 * 3);
+        for label in 0..256u32 {
+            let (mut r, mut g, mut b) = (0u8, 0u8, 0u8);
+            let mut lab = label;
+            for bit in 0..8 {
+                r |= (((lab >> 0) & 1) as u8) << (7 - bit);
+                g |= (((lab >> 1) & 1) as u8) << (7 - bit);
+                b |= (((lab >> 2) & 1) as u8) << (7 - bit);
+                lab >>= 3;
+            }
+            palette.extend_from_slice(&[r, g, b]);
+        }
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
+            enc.set_color(png::ColorType::Indexed);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.set_palette(palette);
+            let err = |e: png::EncodingError| VtonError::Image {
+                what: path.display().to_string(),
+                message: e.to_string(),
+            };
+            let mut w = enc.write_header().map_err(err)?;
+            w.write_image_data(&self.labels).map_err(err)?;
+        }
+        crate::io::write_atomic(path, &out)
+    }
+
     /// Nearest-neighbour resize (pixel centres, as PIL's `NEAREST`), labels unchanged.
     pub fn resize_nearest(&self, width: usize, height: usize) -> ParseMap {
         let mut labels = Vec::with_capacity(width * height);

@@ -246,3 +246,25 @@ pub fn read_keypoints(path: impl AsRef<Path>, selection: PersonSelection) -> Res
     let what = path.display().to_string();
     select_person(parse_people(&text, &what)?, selection, &what)
 }
+
+/// An OpenPose JSON document (format 1.3) with one entry per pose, BODY_25
+/// `pose_keypoints_2d` in pixels (missing points as 0, 0, 0), as OpenPose writes it.
+pub fn openpose_json(poses: &[Pose]) -> String {
+    let people: Vec<serde_json::Value> = poses
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "person_id": [-1],
+                "pose_keypoints_2d": p.to_flat(),
+                "face_keypoints_2d": [],
+                "hand_left_keypoints_2d": [],
+                "hand_right_keypoints_2d": [],
+                "pose_keypoints_3d": [],
+                "face_keypoints_3d": [],
+                "hand_left_keypoints_3d": [],
+                "hand_right_keypoints_3d": [],
+            })
+        })
+        .collect();
+    serde_json::json!({ "version": 1.3, "people": people }).to_string()
+}

@@ -4,3 +4,4 @@ pub mod geometric;
 pub mod hrviton;
 pub mod landmarks;
 pub mod parsing;
+pub mod preprocess;
