@@ -337,3 +337,33 @@ fn bad_options_and_images_are_typed_errors() {
     let e = parser.network_logits(small.to_tensor(&dev, vton_core::io::ValueRange::ZeroOne));
     assert!(matches!(e, Err(VtonError::Shape { .. })));
 }
+
+/// With the released checkpoint (`SCHP_CHECKPOINT=.../exp-schp-201908261155-lip.pth`):
+/// an example photo at the default 473x473; labels present on a person photo.
+#[test]
+#[ignore]
+fn released_checkpoint_parses_an_example_photo() {
+    let Ok(path) = std::env::var("SCHP_CHECKPOINT") else {
+        eprintln!("SCHP_CHECKPOINT not set");
+        return;
+    };
+    let dev = test_device();
+    let t0 = std::time::Instant::now();
+    let parser = HumanParser::from_checkpoint(&path, &dev).unwrap();
+    let load = t0.elapsed();
+    let image =
+        vton_core::io::read_image(common::example("person/openvto_real1_selfie.png")).unwrap();
+    let t1 = std::time::Instant::now();
+    let map = parser.parse(&image).unwrap();
+    eprintln!("load {load:?}, parse {:?}", t1.elapsed());
+    let mut hist = [0usize; 20];
+    for &l in &map.labels {
+        hist[l as usize] += 1;
+    }
+    eprintln!("label histogram {hist:?}");
+    assert_eq!((map.width, map.height), (image.width, image.height));
+    // background, hair, face and some clothing on a portrait photo
+    for label in [0usize, 2, 13] {
+        assert!(hist[label] > 0, "label {label} absent: {hist:?}");
+    }
+}
