@@ -114,11 +114,12 @@ fn errors_are_one_line_and_exit_non_zero() {
         err.starts_with("error: ") && err.contains("nope.png"),
         "{err}"
     );
-    // An incomplete set of inputs names what is missing.
+    // An incomplete set of inputs names what is missing (keypoints and masks are
+    // estimated when absent; the garment photo cannot be).
     let out = vton(&["try-on", "--person", "a.png"], dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--keypoints"), "{err}");
+    assert!(err.contains("--garment"), "{err}");
     // An unsupported category.
     let out = vton(&["try-on", "--category", "dresses"], dir.path());
     assert!(!out.status.success());
@@ -413,4 +414,161 @@ fn run_dataset_writes_every_pair_and_resumes() {
         dir.path(),
     );
     assert!(!out.status.success());
+}
+
+#[test]
+fn try_on_from_two_raw_photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let person = example("person/openvto_ai_avatar2_upper.png");
+    let out = vton(
+        &[
+            "try-on",
+            "--person",
+            &person,
+            "--garment",
+            &example("garment/openvto_shirt1_front.png"),
+            "--out",
+            "raw.png",
+        ],
+        dir.path(),
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("estimating keypoints"), "{stdout}");
+    assert_eq!(
+        dims(&dir.path().join("raw.png")),
+        image::image_dimensions(&person).unwrap()
+    );
+    // Given keypoints take precedence: a file with no person fails instead of being
+    // replaced by an estimate.
+    std::fs::write(dir.path().join("empty.json"), r#"{"people": []}"#).unwrap();
+    let out = vton(
+        &[
+            "try-on",
+            "--person",
+            &person,
+            "--keypoints",
+            "empty.json",
+            "--garment",
+            &example("garment/openvto_shirt1_front.png"),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no person"));
+}
+
+fn keypoints_of(path: &Path) -> Vec<f64> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["people"][0]["pose_keypoints_2d"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn preprocess_flat_folder_resumes_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = dir.path().join("people");
+    std::fs::create_dir_all(&people).unwrap();
+    for name in ["openvto_ai_avatar1_upper.png", "skimage_astronaut.png"] {
+        std::fs::copy(example(&format!("person/{name}")), people.join(name)).unwrap();
+    }
+    // A photo with no person in it (a flat grey image) is reported and skipped.
+    image::RgbImage::from_pixel(64, 48, image::Rgb([128, 128, 128]))
+        .save(people.join("zz_empty.png"))
+        .unwrap();
+    let args = [
+        "preprocess",
+        "--person",
+        "people",
+        "--garment",
+        &example("garment/openvto_shirt3_front.png"),
+        "--out",
+        "pre",
+    ];
+    let out = vton(&args, dir.path());
+    assert!(!out.status.success(), "the empty photo fails the run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zz_empty.png"), "{err}");
+    let pre = dir.path().join("pre");
+    for stem in ["openvto_ai_avatar1_upper", "skimage_astronaut"] {
+        let kp = keypoints_of(&pre.join(format!("{stem}_keypoints.json")));
+        assert_eq!(kp.len(), 75);
+        let lm: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(pre.join(format!("{stem}_landmarks.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(lm["landmarks"].as_array().unwrap().len(), 33);
+        let (pw, ph) = image::image_dimensions(example(&format!("person/{stem}.png"))).unwrap();
+        assert_eq!(dims(&pre.join(format!("{stem}_mask.png"))), (pw, ph));
+    }
+    // The estimate is close to the corpus keypoints (made by MediaPipe 0.10.21): neck
+    // within 5% of the image height.
+    let kp = keypoints_of(&pre.join("openvto_ai_avatar1_upper_keypoints.json"));
+    let given = keypoints_of(Path::new(&example(
+        "person/openvto_ai_avatar1_upper_keypoints.json",
+    )));
+    let d = ((kp[3] - given[3]).powi(2) + (kp[4] - given[4]).powi(2)).sqrt();
+    assert!(d < 0.05 * 512.0, "neck {d:.1} px from the corpus keypoints");
+    assert!(pre.join("openvto_shirt3_front_mask.png").exists());
+    assert!(!pre.join("zz_empty_keypoints.json").exists());
+    // Re-running skips what exists (files untouched).
+    std::fs::remove_file(people.join("zz_empty.png")).unwrap();
+    let before = std::fs::metadata(pre.join("skimage_astronaut_mask.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    ok(&vton(&args, dir.path()));
+    let after = std::fs::metadata(pre.join("skimage_astronaut_mask.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn preprocess_vitonhd_layout_reads_back_as_a_dataset() {
+    use vton_core::io::vitonhd::{PairMode, VitonHdDataset};
+    let dir = tempfile::tempdir().unwrap();
+    let out = vton(
+        &[
+            "preprocess",
+            "--person",
+            &example("person/openvto_ai_avatar2_upper.png"),
+            "--garment",
+            &example("garment/openvto_shirt2_front.png"),
+            "--parser",
+            &fixture("schp/schp_lip.pth"),
+            "--layout",
+            "vitonhd",
+            "--out",
+            "vh",
+        ],
+        dir.path(),
+    );
+    ok(&out);
+    let vh = dir.path().join("vh");
+    for f in [
+        "image/openvto_ai_avatar2_upper.jpg",
+        "cloth/openvto_shirt2_front.jpg",
+        "cloth-mask/openvto_shirt2_front.jpg",
+        "openpose_json/openvto_ai_avatar2_upper_keypoints.json",
+        "image-parse-v3/openvto_ai_avatar2_upper.png",
+        "image-parse-agnostic-v3.2/openvto_ai_avatar2_upper.png",
+        "agnostic-v3.2/openvto_ai_avatar2_upper.jpg",
+        "test_pairs.txt",
+    ] {
+        assert!(vh.join(f).exists(), "{f} missing");
+    }
+    let ds = VitonHdDataset::open(&vh, None).unwrap();
+    let pairs = ds.pairs(PairMode::Unpaired);
+    assert_eq!(pairs.len(), 1);
+    let sample = ds.cpvton_sample(&pairs[0]).unwrap();
+    assert_eq!((sample.person.width, sample.person.height), (384, 512));
+    assert_eq!((sample.parse.width, sample.parse.height), (384, 512));
+    assert_eq!(sample.cloth_mask.width, sample.cloth.width);
+    assert!(sample.pose.keypoints[1].confidence > 0.0, "neck estimated");
 }
