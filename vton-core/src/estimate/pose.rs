@@ -188,6 +188,12 @@ pub fn ssd_anchors() -> Vec<Anchor> {
     anchors
 }
 
+/// `v >= min`, false when either is NaN.
+fn at_least(v: f32, min: f32) -> bool {
+    v.partial_cmp(&min)
+        .is_some_and(|o| o != std::cmp::Ordering::Less)
+}
+
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
 }
@@ -227,7 +233,7 @@ pub fn decode_detections(
     for (i, anchor) in anchors.iter().enumerate() {
         let score = raw_scores[i].clamp(-SCORE_CLIPPING_THRESH, SCORE_CLIPPING_THRESH);
         let score = sigmoid(score);
-        if !(score >= min_score) {
+        if !at_least(score, min_score) {
             continue;
         }
         let r = &raw_boxes[i * NUM_COORDS..(i + 1) * NUM_COORDS];
@@ -246,7 +252,7 @@ pub fn decode_detections(
         }
         let (width, height) = (xmax - xmin, ymax - ymin);
         // Boxes with negative or NaN size are dropped (b/171391719).
-        if !(width >= 0.0) || !(height >= 0.0) {
+        if !at_least(width, 0.0) || !at_least(height, 0.0) {
             continue;
         }
         out.push(Detection {
@@ -577,7 +583,7 @@ pub fn decode_landmark_outputs(
     min_presence_confidence: f32,
     with_mask: bool,
 ) -> Result<Option<DecodedLandmarks>> {
-    if !(raw.pose_flag >= min_presence_confidence) {
+    if !at_least(raw.pose_flag, min_presence_confidence) {
         return Ok(None);
     }
     let mut refined = decode_raw_landmarks(raw.landmarks)?;

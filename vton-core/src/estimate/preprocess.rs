@@ -177,7 +177,7 @@ pub fn perspective_transform(src: &[[f32; 2]; 4], dst: &[[f32; 2]; 4]) -> Result
                 piv = r;
             }
         }
-        if !(a[piv][col].abs() > 1e-12) {
+        if !greater(a[piv][col].abs(), 1e-12) {
             return Err(VtonError::Numerical {
                 operation: "perspective transform".into(),
                 message: "degenerate ROI corners (zero-area rectangle)".into(),
@@ -188,8 +188,9 @@ pub fn perspective_transform(src: &[[f32; 2]; 4], dst: &[[f32; 2]; 4]) -> Result
             if r != col {
                 let f = a[r][col] / a[col][col];
                 if f != 0.0 {
-                    for c in col..9 {
-                        a[r][c] -= f * a[col][c];
+                    let pivot_row = a[col];
+                    for (v, p) in a[r].iter_mut().zip(pivot_row).skip(col) {
+                        *v -= f * p;
                     }
                 }
             }
@@ -203,11 +204,16 @@ pub fn perspective_transform(src: &[[f32; 2]; 4], dst: &[[f32; 2]; 4]) -> Result
     Ok(m)
 }
 
+/// `v > t`, false when either is NaN.
+fn greater(v: f64, t: f64) -> bool {
+    v.partial_cmp(&t) == Some(std::cmp::Ordering::Greater)
+}
+
 /// Inverse of a 3x3 matrix (as `cv::invert` gives for a well-conditioned one).
 pub fn invert3(m: &[f64; 9]) -> Result<[f64; 9]> {
     let det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
         + m[2] * (m[3] * m[7] - m[4] * m[6]);
-    if !(det.abs() > 1e-300) || !det.is_finite() {
+    if !greater(det.abs(), 1e-300) || !det.is_finite() {
         return Err(VtonError::Numerical {
             operation: "perspective transform inverse".into(),
             message: format!("singular matrix (determinant {det})"),
@@ -396,7 +402,7 @@ pub fn image_to_tensor(
     let finite = [px.center_x, px.center_y, px.width, px.height, px.rotation]
         .iter()
         .all(|v| v.is_finite());
-    if !finite || !(px.width > 0.0) || !(px.height > 0.0) {
+    if !finite || px.width <= 0.0 || px.height <= 0.0 {
         return Err(VtonError::invalid(
             "roi",
             format!(
@@ -444,7 +450,7 @@ pub fn subrect_to_rect_matrix(sub: &PixelRoi, rect_w: usize, rect_h: usize) -> [
 /// Inverse of a 2x3 affine matrix (`[a, b, tx, c, d, ty]`), in `f32`.
 pub fn invert_affine(m: &[f32; 6]) -> Result<[f32; 6]> {
     let det = m[0] * m[4] - m[1] * m[3];
-    if !(det.abs() > 0.0) || !det.is_finite() {
+    if det == 0.0 || !det.is_finite() {
         return Err(VtonError::Numerical {
             operation: "affine inverse".into(),
             message: format!("singular matrix (determinant {det})"),
