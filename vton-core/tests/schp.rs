@@ -333,6 +333,15 @@ fn bad_options_and_images_are_typed_errors() {
     let tiny = RgbImage::filled(1, 5, [0.5, 0.5, 0.5]);
     let e = parser.parse(&tiny).unwrap_err();
     assert!(matches!(e, VtonError::Shape { .. }), "{e}");
+    // The smallest accepted inputs run (PSP pools larger than layer4's 2x2 map).
+    for (w, h) in [(32, 32), (47, 33)] {
+        let img = RgbImage::filled(w, h, [0.2, 0.5, 0.7]);
+        let x = img.to_tensor(&dev, vton_core::io::ValueRange::ZeroOne);
+        let out = parser.network_logits(x).unwrap();
+        assert_eq!(out.dims()[1], 20);
+        let map = parser.parse(&img).unwrap();
+        assert_eq!((map.width, map.height), (w, h));
+    }
     let small = RgbImage::filled(3, 2, [0.5, 0.5, 0.5]);
     let e = parser.network_logits(small.to_tensor(&dev, vton_core::io::ValueRange::ZeroOne));
     assert!(matches!(e, Err(VtonError::Shape { .. })));

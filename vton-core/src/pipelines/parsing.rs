@@ -80,7 +80,10 @@ impl PersonTransform {
     /// The whole-photo box of `SimpleFolderDataset` for a `width` x `height` photo.
     pub fn new(width: usize, height: usize, input_width: usize, input_height: usize) -> Self {
         // _box2cs([0, 0, w - 1, h - 1]) -> _xywh2cs: float32 centre, aspect-widened scale.
-        let (bw, bh) = ((width - 1) as f64, (height - 1) as f64);
+        let (bw, bh) = (
+            width.saturating_sub(1) as f64,
+            height.saturating_sub(1) as f64,
+        );
         let center = [(bw * 0.5) as f32, (bh * 0.5) as f32];
         let aspect = input_width as f64 / input_height as f64;
         let (mut sw, mut sh) = (bw, bh);
@@ -254,9 +257,18 @@ pub struct ParseLogits {
 impl ParseLogits {
     /// The label map: `np.argmax(logits, axis=2)` (the first maximum wins).
     pub fn argmax(&self) -> Result<ParseMap> {
+        if !(1..=255).contains(&self.channels)
+            || self.data.len() != self.width * self.height * self.channels
+        {
+            return Err(VtonError::Shape {
+                what: "parse logits".into(),
+                expected: "1..=255 channels, width * height * channels values".into(),
+                actual: vec![self.height, self.width, self.channels, self.data.len()],
+            });
+        }
         let labels = self
             .data
-            .chunks_exact(self.channels.max(1))
+            .chunks_exact(self.channels)
             .map(|px| {
                 let mut best = 0;
                 for (i, &v) in px.iter().enumerate() {
@@ -378,13 +390,14 @@ impl HumanParser {
         Ok((x, t))
     }
 
-    /// Step 3 without the upsampling: `output[0][-1]` for the input, flip-averaged when
-    /// asked, `[1, classes, H/4, W/4]`.
+    /// Step 3 without the upsampling: `output[0][-1]` for a normalised input
+    /// `[B, 3, H, W]`, flip-averaged when asked: `[B, classes, ~H/4, ~W/4]`.
     pub fn network_logits(&self, x: Tensor<4>) -> Result<Tensor<4>> {
         AugmentCE2P::check_input(&x)?;
         if !self.options.flip {
             return Ok(self.network.forward(x).parsing);
         }
+        let b = x.dims()[0];
         let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
         let out = self.network.forward(both).parsing;
         let [_, c, h, w] = out.dims();
@@ -393,8 +406,11 @@ impl HumanParser {
             perm.swap(a, b);
         }
         let idx = Tensor::<1, Int>::from_data(TensorData::new(perm, [c]), &self.device);
-        let direct = out.clone().slice([0..1, 0..c, 0..h, 0..w]);
-        let mirrored = out.slice([1..2, 0..c, 0..h, 0..w]).select(1, idx).flip([3]);
+        let direct = out.clone().slice([0..b, 0..c, 0..h, 0..w]);
+        let mirrored = out
+            .slice([b..2 * b, 0..c, 0..h, 0..w])
+            .select(1, idx)
+            .flip([3]);
         Ok((direct + mirrored).mul_scalar(0.5))
     }
 
@@ -410,6 +426,15 @@ impl HumanParser {
             });
         }
         let (iw, ih) = (t.input_width, t.input_height);
+        if iw == 0 || ih == 0 || t.photo_width == 0 || t.photo_height == 0 {
+            return Err(VtonError::invalid(
+                "person transform",
+                format!(
+                    "input {iw}x{ih} and photo {}x{} must not be empty",
+                    t.photo_width, t.photo_height
+                ),
+            ));
+        }
         let up = tensor_to_vec(resize_bilinear_align_corners(logits, ih, iw))?;
         let (w, h) = (t.photo_width, t.photo_height);
         let plane = iw * ih;
