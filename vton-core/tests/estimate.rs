@@ -513,10 +513,10 @@ fn end_to_end_matches_mediapipe_on_corpus_photos() {
         return;
     };
     println!(
-        "| photo | size | landmark error mean / max (px) | max (% of diagonal) | max visibility diff \
+        "| photo | size | people | landmark error mean / max (px) | max (% of diagonal) | max visibility diff \
          | pose mask IoU / mean abs | selfie IoU / mean abs | landscape IoU / mean abs |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut all_mean = 0f32;
     for photo in PHOTOS {
         let image = read_image(common::example(&format!("person/{photo}.png"))).unwrap();
@@ -556,8 +556,9 @@ fn end_to_end_matches_mediapipe_on_corpus_photos() {
         let lm = landscape.segment(&image).unwrap();
         let (iou, s_iou, l_iou) = (pm.iou(&pw), sm.iou(&sw), lm.iou(&lw));
         println!(
-            "| {photo} | {w}x{h} | {mean:.3} / {max:.3} | {:.4} | {vis:.1e} | {iou:.4} / {:.1e} \
+            "| {photo} | {w}x{h} | {} | {mean:.3} / {max:.3} | {:.4} | {vis:.1e} | {iou:.4} / {:.1e} \
              | {s_iou:.4} / {:.1e} | {l_iou:.4} / {:.1e} |",
+            people.len(),
             100.0 * max / diag,
             mean_abs(pm, &pw),
             mean_abs(&sm, &sw),
@@ -613,6 +614,19 @@ fn end_to_end_edge_cases() {
         let m = selfie.segment(&img).unwrap();
         assert_eq!((m.width, m.height), (w, h));
     }
+    // NaN pixels (the fields are public) are read as 0, as a uint8 conversion would.
+    let mut img = vton_core::io::RgbImage::filled(16, 16, [0.2, 0.4, 0.6]);
+    img.data[5] = f32::NAN;
+    assert!(est.estimate(&img).is_ok() && selfie.segment(&img).is_ok());
+    let empty = vton_core::io::RgbImage {
+        width: 0,
+        height: 0,
+        data: vec![],
+    };
+    assert!(matches!(
+        est.estimate(&empty),
+        Err(VtonError::InvalidArgument { .. })
+    ));
     let image = read_image(common::example("person/skimage_astronaut.png")).unwrap();
     assert!(matches!(
         est.estimate_one(&image, PersonSelection::Index(5)),
