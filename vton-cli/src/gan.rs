@@ -8,11 +8,14 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vton_core::burn::tensor::Device;
 use vton_core::io::vitonhd::{PairMode, VitonHdDataset};
-use vton_core::io::{read_image, read_keypoints, read_mask, ParseMap, PersonSelection, RgbImage};
+use vton_core::io::{read_image, read_mask, ParseMap, PersonSelection, RgbImage};
 use vton_core::models::cpvton::{GmmConfig, TomConfig};
 use vton_core::models::hrviton::{ConditionGeneratorConfig, HRVitonGeneratorConfig, SpadeNoise};
 use vton_core::pipelines::cpvton::{CPVTONPipeline, CpvtonOptions, CpvtonPerson};
+use vton_core::pipelines::geometric::TryOnInputs;
 use vton_core::pipelines::hrviton::{HRVitonImages, HRVitonOptions, HRVitonPipeline};
+use vton_core::pipelines::parsing::HumanParser;
+use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
 use vton_core::{device_from_name, Result, VtonError};
 
 /// Model options shared by `try-on` and `run-dataset`.
@@ -191,6 +194,10 @@ pub struct TryOnFiles<'a> {
     pub parse_agnostic: Option<&'a Path>,
     pub densepose: Option<&'a Path>,
     pub agnostic: Option<&'a Path>,
+    /// SCHP checkpoint: estimate the parse map when none is given.
+    pub parser: Option<&'a Path>,
+    /// Which person of a photo or keypoint file.
+    pub selection: PersonSelection,
 }
 
 fn need<'a>(p: Option<&'a Path>, flag: &str, method: &str) -> Result<&'a Path> {
@@ -207,15 +214,43 @@ pub fn try_on(
 ) -> Result<(RgbImage, RgbImage, RgbImage)> {
     match method {
         "cpvton" => {
-            let person = read_image(need(f.person, "--person", method)?)?;
-            let pose = read_keypoints(
-                need(f.keypoints, "--keypoints", method)?,
-                PersonSelection::Largest,
+            // Keypoints, person mask, parse (with --parser) and garment mask are
+            // estimated when not given; given files take precedence.
+            let partial = PartialInputs::from_paths(
+                need(f.person, "--person", method)?,
+                f.keypoints,
+                f.person_mask,
+                f.parse,
+                need(f.garment, "--garment", method)?,
+                f.garment_mask,
+                f.selection,
             )?;
-            let garment = read_image(need(f.garment, "--garment", method)?)?;
-            let gmask = read_mask(need(f.garment_mask, "--garment-mask", method)?)?;
-            let pmask = f.person_mask.map(read_mask).transpose()?;
-            let parse = f.parse.map(ParseMap::read).transpose()?;
+            let needs_parse = f.parser.is_some() && partial.parse.is_none();
+            let inputs = if partial.needs_pose() || needs_parse || partial.garment_mask.is_none() {
+                let mut pre = Preprocessor::bundled(device)?.with_selection(f.selection);
+                if let Some(p) = f.parser {
+                    pre = pre.with_parser(HumanParser::from_checkpoint(p, device)?);
+                }
+                let mut inputs = pre.complete(partial)?;
+                if inputs.garment_mask.is_none() {
+                    inputs.garment_mask = Some(pre.garment_mask(&inputs.garment)?);
+                }
+                inputs
+            } else {
+                Preprocessor::complete_given(partial)?
+            };
+            let TryOnInputs {
+                person,
+                pose,
+                person_mask: pmask,
+                parse,
+                garment,
+                garment_mask,
+                ..
+            } = inputs;
+            let gmask = garment_mask.ok_or_else(|| {
+                VtonError::invalid("--garment-mask", "no garment mask given or estimated")
+            })?;
             let pipe = load_cpvton(a, weights, device)?;
             let (h, w) = pipe.fine_size();
             let p = CpvtonPerson::prepare(&person, &pose, parse.as_ref(), pmask.as_ref(), w, h)?;

@@ -162,6 +162,11 @@ fn try_on_gan(args: &TryOnArgs) -> Result<()> {
         parse_agnostic: args.parse_agnostic.as_deref(),
         densepose: args.densepose.as_deref(),
         agnostic: args.agnostic.as_deref(),
+        parser: args.parser.as_deref(),
+        selection: match args.person_index {
+            Some(i) => PersonSelection::Index(i),
+            None => PersonSelection::Largest,
+        },
     };
     let device = device_from_name(&args.device)?;
     let (image, garment, warped) = gan::try_on(
