@@ -633,3 +633,45 @@ fn end_to_end_edge_cases() {
         Err(VtonError::NoPerson { .. })
     ));
 }
+
+#[test]
+fn end_to_end_two_people_side_by_side() {
+    let Some((est, _, _)) = bundled() else {
+        return;
+    };
+    // avatar1 on the left, avatar2 at 3/4 size on the right (768x512 canvas).
+    let a = read_image(common::example("person/openvto_ai_avatar1_upper.png")).unwrap();
+    let b = read_image(common::example("person/openvto_ai_avatar2_upper.png")).unwrap();
+    let small = b.resize(b.width * 3 / 4, b.height * 3 / 4);
+    let (w, h) = (a.width * 2, a.height);
+    let mut canvas = vton_core::io::RgbImage::filled(w, h, [1.0, 1.0, 1.0]);
+    for (img, ox, oy) in [(&a, 0, 0), (&small, a.width + a.width / 8, a.height / 4)] {
+        for y in 0..img.height {
+            for x in 0..img.width {
+                let d = ((oy + y) * w + ox + x) * 3;
+                canvas.data[d..d + 3].copy_from_slice(&img.get(x, y));
+            }
+        }
+    }
+    let people = est.estimate(&canvas).unwrap();
+    let noses: Vec<(f32, f32)> = people
+        .iter()
+        .map(|p| (p.landmarks[0].x, p.landmarks[0].y))
+        .collect();
+    println!("two people: {} estimates, noses {noses:?}", people.len());
+    assert!(people.len() >= 2, "expected both people, got {noses:?}");
+    assert!(people.windows(2).all(|p| p[0].score >= p[1].score));
+    let big = est.estimate_one(&canvas, PersonSelection::Largest).unwrap();
+    assert!(
+        big.landmarks[0].x < a.width as f32,
+        "largest is the left person"
+    );
+    let right = people
+        .iter()
+        .position(|p| p.landmarks[0].x > a.width as f32)
+        .expect("right person");
+    let r = est
+        .estimate_one(&canvas, PersonSelection::Index(right))
+        .unwrap();
+    assert!(r.bbox_area() < big.bbox_area());
+}
