@@ -15,7 +15,9 @@
 //! 5. The warped garment is composited over the person except on the head column, the
 //!    hands, and the forearms when the sleeves end above the elbow. Pixels of the
 //!    agnostic region the new garment does not cover keep the person's own pixels: a
-//!    geometric method cannot synthesise skin (the learned pipelines do).
+//!    geometric method cannot synthesise skin (the learned pipelines do). The garment is
+//!    also kept within [`GeometricTryOn::silhouette_margin`] of the person mask: the TPS
+//!    is pinned only at the landmarks and can carry cloth off the body between them.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -26,6 +28,7 @@ use crate::io::{
 };
 use crate::masks::agnostic::protected_regions;
 use crate::masks::draw::{self, Pt};
+use crate::masks::morph;
 use crate::masks::{
     agnostic_from_keypoints, agnostic_from_parse, agnostic_image, estimate_garment_mask,
     garment_matte, BodyFrame, GarmentCategory, GarmentMaskOptions, MatteOptions,
@@ -155,6 +158,11 @@ pub struct GeometricTryOn {
     pub garment_mask_options: GarmentMaskOptions,
     /// How the garment is cut out of its photo (eroded, feathered, edge colours cleaned).
     pub matte_options: MatteOptions,
+    /// How far the composited garment may reach beyond the person's silhouette, in
+    /// shoulder widths (`f32::INFINITY`: no limit). The TPS is pinned only at the
+    /// landmarks, so between them (outer sleeve edges, a long hem's flare) it can carry
+    /// garment far off the body, onto the background; a worn garment stays close to it.
+    pub silhouette_margin: f32,
 }
 
 /// Warped alpha below which a pixel has no garment colour.
@@ -168,8 +176,32 @@ impl Default for GeometricTryOn {
             tps_lambda: 1e-3,
             garment_mask_options: GarmentMaskOptions::default(),
             matte_options: MatteOptions::default(),
+            silhouette_margin: 0.08,
         }
     }
+}
+
+/// Where the garment may be composited: the person mask dilated by `margin` shoulder
+/// widths (square structuring element), with a one-pixel ramp at its edge (3x3 mean).
+fn silhouette_allowance(person: &Mask, margin: f32, shoulder_width: f32) -> Result<Mask> {
+    let (w, h) = (person.width, person.height);
+    let r = (margin * shoulder_width).round().max(0.0) as usize;
+    let on: Vec<bool> = person.data.iter().map(|&v| v >= 0.5).collect();
+    let grown = morph::dilate(w, h, &on, r);
+    let mut soft = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (mut n, mut k) = (0u32, 0u32);
+            for yy in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                for xx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                    n += 1;
+                    k += grown[yy * w + xx] as u32;
+                }
+            }
+            soft[y * w + x] = k as f32 / n as f32;
+        }
+    }
+    Mask::from_f32(w, h, soft)
 }
 
 /// Walks `length` along the polyline `pts` from its first point (extrapolating the last segment).
@@ -311,6 +343,12 @@ impl GeometricTryOn {
     /// Runs the try-on on `device`.
     pub fn run(&self, inputs: &TryOnInputs, device: &Device) -> Result<TryOnOutput> {
         inputs.validate()?;
+        if self.silhouette_margin.is_nan() || self.silhouette_margin < 0.0 {
+            return Err(VtonError::invalid(
+                "silhouette_margin",
+                format!("must be >= 0 (or infinite), got {}", self.silhouette_margin),
+            ));
+        }
         let (w, h) = (inputs.person.width, inputs.person.height);
         let person_mask = match (&inputs.person_mask, &inputs.parse) {
             (Some(m), _) => m.binarized(),
@@ -406,7 +444,12 @@ impl GeometricTryOn {
             }
             keep = keep.or(&forearms.and(&person_mask));
         }
-        let alpha = warped_mask.minus(&keep);
+        let mut alpha = warped_mask.minus(&keep);
+        if self.silhouette_margin.is_finite() {
+            let allowed =
+                silhouette_allowance(&person_mask, self.silhouette_margin, frame.shoulder_width)?;
+            alpha = alpha.and(&allowed);
+        }
         let mut image = inputs.person.clone();
         for (p, &a) in alpha.data.iter().enumerate() {
             for c in 0..3 {
