@@ -481,20 +481,14 @@ fn body25_mapping_matches_corpus_keypoints() {
     assert!(worst <= 5.0);
 }
 
-/// The bundled models, or `None` while the TFLite interpreter is not available.
-fn bundled() -> Option<(PoseEstimator, SelfieSegmenter, SelfieSegmenter)> {
+/// The bundled models (the test fails if they cannot be loaded).
+fn bundled() -> (PoseEstimator, SelfieSegmenter, SelfieSegmenter) {
     let dev = common::test_device();
-    match PoseEstimator::bundled(&dev) {
-        Err(VtonError::Unsupported { what }) => {
-            println!("SKIPPED end-to-end: TfliteModel unsupported ({what})");
-            None
-        }
-        r => Some((
-            r.expect("pose estimator"),
-            SelfieSegmenter::bundled(&dev, false).expect("selfie"),
-            SelfieSegmenter::bundled(&dev, true).expect("selfie landscape"),
-        )),
-    }
+    (
+        PoseEstimator::bundled(&dev).expect("pose estimator"),
+        SelfieSegmenter::bundled(&dev, false).expect("selfie"),
+        SelfieSegmenter::bundled(&dev, true).expect("selfie landscape"),
+    )
 }
 
 fn mean_abs(a: &Mask, b: &Mask) -> f32 {
@@ -509,9 +503,7 @@ fn mean_abs(a: &Mask, b: &Mask) -> f32 {
 
 #[test]
 fn end_to_end_matches_mediapipe_on_corpus_photos() {
-    let Some((est, selfie, landscape)) = bundled() else {
-        return;
-    };
+    let (est, selfie, landscape) = bundled();
     println!(
         "| photo | size | people | landmark error mean / max (px) | max (% of diagonal) | max visibility diff \
          | pose mask IoU / mean abs | selfie IoU / mean abs | landscape IoU / mean abs |"
@@ -599,9 +591,7 @@ fn end_to_end_matches_mediapipe_on_corpus_photos() {
 
 #[test]
 fn end_to_end_edge_cases() {
-    let Some((est, selfie, _)) = bundled() else {
-        return;
-    };
+    let (est, selfie, _) = bundled();
     // 1x1 and flat images: no person, typed error from estimate_one, masks sized.
     for (w, h) in [(1, 1), (3, 200), (64, 64)] {
         let img = vton_core::io::RgbImage::filled(w, h, [0.5, 0.5, 0.5]);
@@ -636,9 +626,7 @@ fn end_to_end_edge_cases() {
 
 #[test]
 fn end_to_end_two_people_side_by_side() {
-    let Some((est, _, _)) = bundled() else {
-        return;
-    };
+    let (est, _, _) = bundled();
     // avatar1 on the left, avatar2 at 3/4 size on the right (768x512 canvas).
     let a = read_image(common::example("person/openvto_ai_avatar1_upper.png")).unwrap();
     let b = read_image(common::example("person/openvto_ai_avatar2_upper.png")).unwrap();

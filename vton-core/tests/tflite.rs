@@ -104,6 +104,20 @@ fn parity(model: &str, range: (f32, f32)) {
                 "{model:32} case {case} {name:11} max|d| {max_abs:.3e}  max|d|/max|ref| {:.3e}  (atol {tol:.0e}, max|ref| {max_ref:.3e})",
                 max_abs / max_ref.max(1e-30)
             );
+            if model == "pose_landmark_full" && name == "Identity_2" {
+                // The segmentation logits are large; what the pipeline uses is their sigmoid.
+                let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
+                let dp = got
+                    .data
+                    .iter()
+                    .zip(want)
+                    .map(|(g, w)| (sig(*g) - sig(*w)).abs())
+                    .fold(0f32, f32::max);
+                println!("{model:32} case {case} {name:11} after sigmoid max|d| {dp:.3e}");
+                // Bound: 2x the photo figure reached (5.2e-3); LiteRT's own kernel sets
+                // disagree by up to 1.5 on these logits.
+                assert!(dp < 1e-2, "segmentation probability differs by {dp}");
+            }
             assert_eq!(
                 bad, 0,
                 "{model} case {case} {name}: {bad} elements outside atol {tol} + 1e-4|ref| (worst {worst_excess:.2}x)"
