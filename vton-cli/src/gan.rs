@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vton_core::burn::tensor::Device;
 use vton_core::io::vitonhd::{PairMode, VitonHdDataset};
 use vton_core::io::{read_image, read_mask, ParseMap, PersonSelection, RgbImage};
+use vton_core::masks::{agnostic_from_parse, agnostic_image, parse_agnostic, GarmentCategory};
 use vton_core::models::cpvton::{GmmConfig, TomConfig};
 use vton_core::models::hrviton::{ConditionGeneratorConfig, HRVitonGeneratorConfig, SpadeNoise};
 use vton_core::pipelines::cpvton::{CPVTONPipeline, CpvtonOptions, CpvtonPerson};
@@ -258,16 +259,76 @@ pub fn try_on(
             Ok((r.image, garment, r.warped_cloth))
         }
         "hrviton" => {
+            let cloth = read_image(need(f.garment, "--garment", method)?)?;
+            let densepose = read_image(need(f.densepose, "--densepose", method)?)?;
+            // Estimators are loaded only when an input has to be estimated.
+            let pre =
+                if f.garment_mask.is_none() || f.parse_agnostic.is_none() || f.agnostic.is_none() {
+                    let mut p = Preprocessor::bundled(device)?.with_selection(f.selection);
+                    if let Some(c) = f.parser {
+                        p = p.with_parser(HumanParser::from_checkpoint(c, device)?);
+                    }
+                    Some(p)
+                } else {
+                    None
+                };
+            let cloth_mask = match (f.garment_mask, &pre) {
+                (Some(m), _) => read_mask(m)?,
+                (None, Some(p)) => p.garment_mask(&cloth)?,
+                (None, None) => return Err(VtonError::invalid("--garment-mask", "missing")),
+            };
+            // The parse-agnostic map and the agnostic image are made from the person
+            // photo (keypoints and parse given or estimated) when not given.
+            let (parse_agnostic, agnostic) = match (f.parse_agnostic, f.agnostic) {
+                (Some(pa), Some(ag)) => (ParseMap::read(pa)?, read_image(ag)?),
+                (pa, ag) => {
+                    let person = f.person.ok_or_else(|| {
+                        VtonError::invalid(
+                            "--parse-agnostic",
+                            "give --parse-agnostic and --agnostic, or --person with --parse or \
+                             --parser to make them",
+                        )
+                    })?;
+                    let partial = PartialInputs::from_paths(
+                        person,
+                        f.keypoints,
+                        f.person_mask,
+                        f.parse,
+                        need(f.garment, "--garment", method)?,
+                        f.garment_mask,
+                        f.selection,
+                    )?;
+                    let Some(p) = &pre else {
+                        return Err(VtonError::invalid("--parse-agnostic", "missing"));
+                    };
+                    let inputs = p.complete(partial)?;
+                    let parse = inputs.parse.as_ref().ok_or_else(|| {
+                        VtonError::invalid(
+                            "--parser",
+                            "HR-VITON's parse-agnostic input needs a LIP parse: give --parse \
+                             or an SCHP checkpoint with --parser",
+                        )
+                    })?;
+                    let pa = match pa {
+                        Some(pa) => ParseMap::read(pa)?,
+                        None => parse_agnostic(parse, &inputs.pose)?,
+                    };
+                    let ag = match ag {
+                        Some(ag) => read_image(ag)?,
+                        None => agnostic_image(
+                            &inputs.person,
+                            &agnostic_from_parse(parse, &inputs.pose, GarmentCategory::UpperBody)?,
+                        )?,
+                    };
+                    (pa, ag)
+                }
+            };
             let images = HRVitonImages {
-                cloth: read_image(need(f.garment, "--garment", method)?)?,
-                cloth_mask: read_mask(need(f.garment_mask, "--garment-mask", method)?)?,
-                parse_agnostic: ParseMap::read(need(
-                    f.parse_agnostic,
-                    "--parse-agnostic",
-                    method,
-                )?)?,
-                densepose: read_image(need(f.densepose, "--densepose", method)?)?,
-                agnostic: read_image(need(f.agnostic, "--agnostic", method)?)?,
+                cloth,
+                cloth_mask,
+                parse_agnostic,
+                densepose,
+                agnostic,
             };
             let pipe = load_hrviton(a, weights, device)?;
             let r = pipe.try_on(&images, &mut noise(a)?, device)?;

@@ -305,6 +305,38 @@ fn try_on_with_hrviton() {
     );
     ok(&out);
     assert_eq!(dims(&dir.path().join("hr.png")), (128, 256));
+    // From the person photo: keypoints, parse (SCHP fixture checkpoint), parse-agnostic,
+    // agnostic image and cloth mask made by vton; only DensePose is still supplied.
+    let base = [
+        "try-on",
+        "--method",
+        "hrviton",
+        "--tocg",
+        &fixture("gan/hrviton_tocg.pth"),
+        "--generator",
+        &fixture("gan/hrviton_gen.pth"),
+        "--tocg-ngf",
+        "8",
+        "--ngf",
+        "2",
+        "--fine-size",
+        "256x128",
+        "--garment",
+        &t("cloth/00002_00.jpg"),
+        "--densepose",
+        &t("image-densepose/00001_00.jpg"),
+        "--person",
+        &t("image/00001_00.jpg"),
+    ];
+    let mut raw = base.to_vec();
+    let parser = fixture("schp/schp_lip.pth");
+    raw.extend_from_slice(&["--parser", &parser, "--out", "hr_raw.png"]);
+    ok(&vton(&raw, dir.path()));
+    assert_eq!(dims(&dir.path().join("hr_raw.png")), (128, 256));
+    // Without a parse or a parser, the error says what to give.
+    let out = vton(&base, dir.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--parser"));
 }
 
 #[test]
