@@ -3,7 +3,9 @@
 mod common;
 use common::*;
 use vton_core::io::{Joint, Mask};
-use vton_core::pipelines::geometric::{evaluate_quality, GeometricTryOn, TryOnInputs};
+use vton_core::pipelines::geometric::{
+    evaluate_quality, GeometricTryOn, TryOnInputs, TryOnQuality,
+};
 use vton_core::VtonError;
 
 const PEOPLE: [&str; 6] = [
@@ -14,6 +16,12 @@ const PEOPLE: [&str; 6] = [
     "openvto_real1_selfie",
     "skimage_astronaut",
 ];
+/// A real full-body photo, the person small in the frame; it has no shipped keypoints or
+/// mask (examples/SOURCES.md), so it is measured on estimated inputs only.
+const FULL_BODY: &str = "openvto_real1_fullbody";
+/// Per-pair spill bound, given and estimated inputs (largest measured: 0.129 given,
+/// 0.185 estimated on the full-body photo; docs/quality.md).
+const SPILL_MAX: f32 = 0.25;
 const GARMENTS: [&str; 6] = ["jacket1", "jacket2", "shirt1", "shirt2", "shirt3", "shirt4"];
 
 fn inputs(person: &str, garment: &str, with_garment_mask: bool) -> TryOnInputs {
@@ -68,7 +76,8 @@ fn quality_on_every_corpus_pair() {
                     q.shoulder_error_rel
                 ));
             }
-            if q.spill >= 0.45 {
+            // 0.45 before the silhouette limit (avatar1 x jacket1 measured 0.403, now 0.129).
+            if q.spill >= SPILL_MAX {
                 fails.push(format!("{p} x {g}: spill {:.3}", q.spill));
             }
             // The head stays as it was.
@@ -144,6 +153,37 @@ fn bad_inputs_are_typed_errors() {
         pipe.run(&inp, &dev),
         Err(VtonError::EmptyMask { .. })
     ));
+    for m in [-0.1, f32::NAN] {
+        let bad = GeometricTryOn {
+            silhouette_margin: m,
+            ..GeometricTryOn::default()
+        };
+        assert!(matches!(
+            bad.run(&inputs("skimage_astronaut", "shirt1", true), &dev),
+            Err(VtonError::InvalidArgument { .. })
+        ));
+    }
+}
+
+/// The silhouette limit is what keeps long garments on the body: without it the TPS
+/// carries jacket1's sleeves and hem far off avatar1 (spill 0.403 measured).
+#[test]
+fn silhouette_margin_limits_spill() {
+    let dev = test_device();
+    let inp = inputs("openvto_ai_avatar1_upper", "jacket1", true);
+    let pm = inp.person_mask.clone().unwrap();
+    let spill = |pipe: GeometricTryOn| {
+        let out = pipe.run(&inp, &dev).unwrap();
+        evaluate_quality(&out, &inp.pose, &pm).unwrap().spill
+    };
+    let unlimited = spill(GeometricTryOn {
+        silhouette_margin: f32::INFINITY,
+        ..GeometricTryOn::default()
+    });
+    let limited = spill(GeometricTryOn::default());
+    println!("avatar1 x jacket1 spill: unlimited {unlimited:.3}, limited {limited:.3}");
+    assert!(unlimited > 0.35, "{unlimited}");
+    assert!(limited < 0.16, "{limited}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,4 +421,176 @@ fn background_figures_on_every_corpus_pair() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Estimated keypoints and person masks (bundled MediaPipe models), every person x garment.
+
+/// The same pairs with keypoints and person mask estimated by
+/// `Preprocessor::complete` (garment masks given, as in `quality_on_every_corpus_pair`,
+/// so only the person side changes), plus the full-body photo. Per pair: the bounds of
+/// the given-input test; for the photos with shipped annotations, the figures measured
+/// against the shipped keypoints and mask within 0.02 of the given-input run's; natural
+/// bleed < 0.16 as for given masks; on the full-body photo also the synthetic bleed.
+#[test]
+fn quality_on_estimated_inputs() {
+    use vton_core::io::read_image;
+    use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
+    let dev = test_device();
+    let t0 = std::time::Instant::now();
+    let pre = Preprocessor::bundled(&dev).unwrap();
+    println!("estimator loaded in {:.2?}", t0.elapsed());
+    let pipe = GeometricTryOn::default();
+    let garments: Vec<TryOnInputs> = GARMENTS
+        .iter()
+        .map(|g| inputs(PEOPLE[0], g, true))
+        .collect();
+    let mut fails = Vec::new();
+    let (mut all, mut full) = (Vec::new(), Vec::new());
+    let mut max_diff = [0f32; 3];
+    println!("| person | garment | torso share given / est | shoulder error given / est | spill given / est | shoulder coverage given / est | est. vs shipped annotations: torso / spill / coverage | natural bleed est |");
+    for p in PEOPLE.iter().copied().chain([FULL_BODY]) {
+        let t = std::time::Instant::now();
+        let photo = read_image(example(&format!("person/{p}.png"))).unwrap();
+        let partial = PartialInputs::new(photo, garments[0].garment.clone());
+        let est = pre.complete(partial).unwrap();
+        let est_mask = est.person_mask.clone().unwrap();
+        let shipped = (p != FULL_BODY).then(|| inputs(p, GARMENTS[0], true));
+        print!("{p}: estimated in {:.2?}", t.elapsed());
+        if let Some(sh) = &shipped {
+            // The shipped masks are MediaPipe's pose segmentation too (measured IoU
+            // 1.000, at most 34 pixels differ) and the keypoints MediaPipe 0.10.21's
+            // (within 4.4 px, docs/pose.md): the comparison checks vton's estimator.
+            let sm = sh.person_mask.as_ref().unwrap();
+            let iou = est_mask.iou(sm);
+            let mut kmax = 0f32;
+            for (j, (a, b)) in est
+                .pose
+                .keypoints
+                .iter()
+                .zip(&sh.pose.keypoints)
+                .enumerate()
+            {
+                if a.present() != b.present() {
+                    fails.push(format!("{p}: keypoint {j} presence differs"));
+                } else if a.present() {
+                    kmax = kmax.max(((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt());
+                }
+            }
+            println!(", person mask IoU vs shipped {iou:.4}, keypoints within {kmax:.1} px");
+            if iou < 0.99 || kmax > 6.0 {
+                fails.push(format!(
+                    "{p}: mask IoU {iou:.4}, keypoint distance {kmax:.1}"
+                ));
+            }
+        } else {
+            println!(", person mask {} px", est_mask.count());
+        }
+        for (g, gi) in GARMENTS.iter().zip(&garments) {
+            let mut inp = est.clone();
+            inp.garment = gi.garment.clone();
+            inp.garment_mask = gi.garment_mask.clone();
+            let out = pipe.run(&inp, &dev).unwrap();
+            let q = evaluate_quality(&out, &inp.pose, &est_mask).unwrap();
+            if q.torso_share <= 0.4 || q.shoulder_error_rel >= 1.1 || q.spill >= SPILL_MAX {
+                fails.push(format!("{p} x {g}: {q:?}"));
+            }
+            let (nx, ny) = inp.pose.get(Joint::Nose).unwrap();
+            let i = (ny as usize * inp.person.width + nx as usize) * 3;
+            if out.image.data[i..i + 3] != inp.person.data[i..i + 3] {
+                fails.push(format!("{p} x {g}: nose pixel changed"));
+            }
+            let bg = border_colour(&inp.garment);
+            let bleed = natural_bleed(&out.image, &inp.person, bg);
+            if bleed >= 0.16 {
+                fails.push(format!("{p} x {g}: natural bleed {bleed:.3}"));
+            }
+            all.push(q);
+            let (given_cols, ref_cols) = if let Some(sh) = &shipped {
+                let mut gin = sh.clone();
+                gin.garment = gi.garment.clone();
+                gin.garment_mask = gi.garment_mask.clone();
+                let sm = gin.person_mask.clone().unwrap();
+                let qg = evaluate_quality(&pipe.run(&gin, &dev).unwrap(), &gin.pose, &sm).unwrap();
+                // The estimated-input result measured against the shipped annotations.
+                let qr = evaluate_quality(&out, &gin.pose, &sm).unwrap();
+                let d = [
+                    (qr.torso_share - qg.torso_share).abs(),
+                    (qr.spill - qg.spill).abs(),
+                    (qr.shoulder_coverage - qg.shoulder_coverage).abs(),
+                ];
+                for k in 0..3 {
+                    max_diff[k] = max_diff[k].max(d[k]);
+                }
+                if d.iter().any(|&d| d > 0.02) {
+                    fails.push(format!("{p} x {g}: estimated vs given differ by {d:?}"));
+                }
+                (
+                    [
+                        qg.torso_share,
+                        qg.shoulder_error_rel,
+                        qg.spill,
+                        qg.shoulder_coverage,
+                    ]
+                    .map(|v| format!("{v:.3} / ")),
+                    format!(
+                        "{:.3} / {:.3} / {:.3}",
+                        qr.torso_share, qr.spill, qr.shoulder_coverage
+                    ),
+                )
+            } else {
+                let (kmax, _) = synthetic_bleed(&pipe, &inp);
+                if kmax >= 1e-4 {
+                    fails.push(format!("{p} x {g}: background weight {kmax}"));
+                }
+                full.push(q);
+                (
+                    [
+                        "- / ".to_string(),
+                        "- / ".into(),
+                        "- / ".into(),
+                        "- / ".into(),
+                    ],
+                    "-".into(),
+                )
+            };
+            println!(
+                "| {p} | {g} | {}{:.3} | {}{:.3} | {}{:.3} | {}{:.3} | {ref_cols} | {bleed:.3} |",
+                given_cols[0],
+                q.torso_share,
+                given_cols[1],
+                q.shoulder_error_rel,
+                given_cols[2],
+                q.spill,
+                given_cols[3],
+                q.shoulder_coverage
+            );
+        }
+    }
+    let mean = |v: &[TryOnQuality], f: fn(&TryOnQuality) -> f32| {
+        v.iter().map(f).sum::<f32>() / v.len() as f32
+    };
+    let figures = |v: &[TryOnQuality]| {
+        [
+            mean(v, |q| q.torso_share),
+            mean(v, |q| q.shoulder_error_rel),
+            mean(v, |q| q.spill),
+            mean(v, |q| q.shoulder_coverage),
+        ]
+    };
+    let (m_all, m_full) = (figures(&all), figures(&full));
+    let m_six = figures(&all[..all.len() - full.len()]);
+    println!("means (torso share, shoulder error, spill, shoulder coverage): estimated, 36 pairs {m_six:.3?}; full-body, 6 pairs {m_full:.3?}; all 42 {m_all:.3?}");
+    println!("largest |estimated - given| (torso share, spill, coverage): {max_diff:.4?}");
+    assert!(fails.is_empty(), "{fails:#?}");
+    // Measured: 0.823 / 0.268 / 0.067 / 0.978 over the 42 pairs.
+    assert!(
+        m_all[0] > 0.78 && m_all[1] < 0.3 && m_all[2] < 0.1 && m_all[3] > 0.95,
+        "{m_all:?}"
+    );
+    // The small full-body person: 0.745 / 0.186 / 0.108 / 0.984 measured.
+    assert!(
+        m_full[0] > 0.7 && m_full[2] < 0.14 && m_full[3] > 0.95,
+        "{m_full:?}"
+    );
 }
