@@ -238,7 +238,7 @@ pub fn try_on(
                 }
                 inputs
             } else {
-                Preprocessor::complete_given(partial)?
+                partial.into_inputs()?
             };
             let TryOnInputs {
                 person,

@@ -253,7 +253,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
         }
         pre.complete(partial)?
     } else {
-        Preprocessor::complete_given(partial)?
+        partial.into_inputs()?
     };
     let out = match args.method.as_str() {
         "geometric" => GeometricTryOn::default().run(&inputs, &device)?,

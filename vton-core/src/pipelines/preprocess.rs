@@ -98,6 +98,24 @@ impl PartialInputs {
         })
     }
 
+    /// The inputs as they are, for a run that needs no estimation; a
+    /// [`VtonError::MissingKeypoints`] when no keypoints were given.
+    pub fn into_inputs(self) -> Result<TryOnInputs> {
+        let pose = self.pose.ok_or_else(|| VtonError::MissingKeypoints {
+            operation: "try-on".into(),
+            missing: "all (no keypoints given or estimated)".into(),
+        })?;
+        Ok(TryOnInputs {
+            person: self.person,
+            pose,
+            person_mask: self.person_mask,
+            parse: self.parse,
+            garment: self.garment,
+            garment_mask: self.garment_mask,
+            category: self.category,
+        })
+    }
+
     /// Whether a pose estimate is needed to complete these inputs.
     pub fn needs_pose(&self) -> bool {
         self.pose.is_none() || (self.person_mask.is_none() && self.parse.is_none())
@@ -187,72 +205,25 @@ impl Preprocessor {
 
     /// Completes try-on inputs: keypoints and person mask estimated when not given (the
     /// parse map too, with a parser); given inputs are kept as they are.
-    pub fn complete(&self, partial: PartialInputs) -> Result<TryOnInputs> {
-        let PartialInputs {
-            person,
-            mut pose,
-            mut person_mask,
-            mut parse,
-            garment,
-            garment_mask,
-            category,
-        } = partial;
-        if pose.is_none() || (person_mask.is_none() && parse.is_none()) {
-            let estimate = self.pose.estimate_one(&person, self.selection)?;
-            if pose.is_none() {
-                pose = Some(estimate.to_body25());
+    pub fn complete(&self, mut partial: PartialInputs) -> Result<TryOnInputs> {
+        if partial.needs_pose() {
+            let estimate = self.pose.estimate_one(&partial.person, self.selection)?;
+            if partial.pose.is_none() {
+                partial.pose = Some(estimate.to_body25());
             }
-            if person_mask.is_none() {
-                person_mask = estimate.mask;
+            if partial.person_mask.is_none() {
+                partial.person_mask = estimate.mask;
             }
         }
-        if parse.is_none() {
-            parse = self.parse(&person)?;
+        if partial.parse.is_none() {
+            partial.parse = self.parse(&partial.person)?;
         }
-        let Some(pose) = pose else {
-            return Err(VtonError::MissingKeypoints {
-                operation: "try-on".into(),
-                missing: "all (no keypoints given and none estimated)".into(),
-            });
-        };
-        Ok(TryOnInputs {
-            person,
-            pose,
-            person_mask,
-            parse,
-            garment,
-            garment_mask,
-            category,
-        })
+        partial.into_inputs()
     }
-}
 
-impl Preprocessor {
-    /// Turns inputs that need no estimation into [`TryOnInputs`] (no models loaded);
-    /// a [`VtonError::MissingKeypoints`] when they do need it.
+    /// [`PartialInputs::into_inputs`]: inputs that need no estimation, no models used.
     pub fn complete_given(partial: PartialInputs) -> Result<TryOnInputs> {
-        let PartialInputs {
-            person,
-            pose,
-            person_mask,
-            parse,
-            garment,
-            garment_mask,
-            category,
-        } = partial;
-        let pose = pose.ok_or_else(|| VtonError::MissingKeypoints {
-            operation: "try-on".into(),
-            missing: "all (no keypoints given)".into(),
-        })?;
-        Ok(TryOnInputs {
-            person,
-            pose,
-            person_mask,
-            parse,
-            garment,
-            garment_mask,
-            category,
-        })
+        partial.into_inputs()
     }
 }
 
