@@ -215,10 +215,11 @@ fn try_on(args: TryOnArgs) -> Result<()> {
             "no inputs given: using the bundled example in {}",
             ex.display()
         );
+        // Two photos only: keypoints, person mask and garment mask are estimated.
         (
             ex.join("person/openvto_ai_avatar1_upper.png"),
-            Some(ex.join("person/openvto_ai_avatar1_upper_keypoints.json")),
-            Some(ex.join("person/openvto_ai_avatar1_upper_mask.png")),
+            None,
+            None,
             ex.join("garment/openvto_shirt2_front.png"),
             None,
             Some(
