@@ -101,6 +101,9 @@ pub mod prelude {
     };
     pub use crate::masks::GarmentCategory;
     pub use crate::pipelines::geometric::{GeometricTryOn, TryOnInputs, TryOnOutput};
+    pub use crate::pipelines::preprocess::{PartialInputs, Preprocessor};
+    pub use crate::estimate::{PoseEstimate, PoseEstimator, SelfieSegmenter};
+    pub use crate::tflite::TfliteModel;
     pub use crate::{default_device, device_from_name};
 
     pub use crate::warp::{
