@@ -96,6 +96,12 @@ typedef struct vton_inputs vton_inputs;
 typedef struct vton_pipeline vton_pipeline;
 
 /*
+ One person's estimated pose (opaque): BODY_25 keypoints, the 33 MediaPipe landmarks
+ and the image-sized person mask.
+ */
+typedef struct vton_pose vton_pose;
+
+/*
  Result of a try-on: the image and the intermediates the method produced.
  */
 typedef struct vton_result vton_result;
@@ -212,7 +218,8 @@ enum vton_status vton_inputs_set_garment_rgb(struct vton_inputs *inputs,
                                              uint32_t height);
 
 /*
- Sets the person mask from 8-bit grey (`width * height` bytes, >= 128 = person).
+ Sets the person mask from 8-bit grey (`width * height` bytes, >= 128 = person);
+ optional: estimated from the person photo when neither it nor a parse map is set.
  */
 enum vton_status vton_inputs_set_person_mask(struct vton_inputs *inputs,
                                              const uint8_t *grey,
@@ -228,7 +235,8 @@ enum vton_status vton_inputs_set_garment_mask(struct vton_inputs *inputs,
                                               uint32_t height);
 
 /*
- Sets the keypoints from `count` (x, y, confidence) triples: 25 (BODY_25) or 18 (COCO-18).
+ Sets the keypoints from `count` (x, y, confidence) triples: 25 (BODY_25) or 18 (COCO-18);
+ optional: estimated from the person photo when not set (see `vton_estimate_pose`).
  */
 enum vton_status vton_inputs_set_keypoints(struct vton_inputs *inputs,
                                            const float *xyc,
@@ -240,7 +248,11 @@ enum vton_status vton_inputs_set_keypoints(struct vton_inputs *inputs,
 enum vton_status vton_inputs_read_keypoints(struct vton_inputs *inputs, const char *path);
 
 /*
- Runs the geometric try-on. On success `*out` is a new result (free with `vton_result_free`).
+ Runs the geometric try-on. Person and garment must be set; keypoints and the person
+ mask are optional: when not set they are estimated from the person photo with the
+ bundled pose models (loaded on first use and kept), set ones take precedence. No
+ person found: `VTON_STATUS_MISSING_KEYPOINTS`. On success `*out` is a new result
+ (free with `vton_result_free`).
  */
 enum vton_status vton_try_on_geometric(const struct vton_inputs *inputs, struct vton_result **out);
 
@@ -264,8 +276,8 @@ enum vton_status vton_pipeline_load(enum vton_method method,
 void vton_pipeline_free(struct vton_pipeline *pipeline);
 
 /*
- Runs a diffusion try-on on the inputs (person, keypoints, person mask, garment, optional
- garment mask). The result holds the image (at the person's size) and the geometric
+ Runs a diffusion try-on on the inputs (person, garment; keypoints and person mask
+ estimated when not set, as in `vton_try_on_geometric`; optional garment mask). The result holds the image (at the person's size) and the geometric
  intermediates. `progress` may be NULL; `user` is passed to it.
  */
 enum vton_status vton_try_on_diffusion(struct vton_pipeline *pipeline,
@@ -316,6 +328,68 @@ const uint8_t *vton_image_data(const struct vton_image *image);
  Frees an image (NULL is ignored).
  */
 void vton_image_free(struct vton_image *image);
+
+/*
+ Estimates the pose and person mask of one person in an interleaved 8-bit RGB photo
+ (`width * height * 3` bytes). `person < 0` picks the largest person, `person >= 0`
+ that index of the detections (best score first). No person:
+ `VTON_STATUS_MISSING_KEYPOINTS`. On success `*out` is a new pose (free with
+ `vton_pose_free`). The models are loaded on the first call and kept.
+ */
+enum vton_status vton_estimate_pose(const uint8_t *rgb,
+                                    uint32_t width,
+                                    uint32_t height,
+                                    int32_t person,
+                                    struct vton_pose **out);
+
+/*
+ Number of BODY_25 keypoints (25; 0 for NULL).
+ */
+uint32_t vton_pose_keypoint_count(const struct vton_pose *pose);
+
+/*
+ The BODY_25 keypoints as `vton_pose_keypoint_count() * 3` floats (x, y in pixels,
+ confidence; 0 = missing), owned by the pose; NULL for NULL. Can be passed to
+ `vton_inputs_set_keypoints`.
+ */
+const float *vton_pose_keypoints(const struct vton_pose *pose);
+
+/*
+ Number of MediaPipe landmarks (33; 0 for NULL).
+ */
+uint32_t vton_pose_landmark_count(const struct vton_pose *pose);
+
+/*
+ The landmarks as `vton_pose_landmark_count() * 5` floats (x, y in pixels, z in the
+ same pixel scale, visibility, presence), owned by the pose; NULL for NULL.
+ */
+const float *vton_pose_landmarks(const struct vton_pose *pose);
+
+/*
+ Width of the mask (= the photo's width; 0 for NULL).
+ */
+uint32_t vton_pose_mask_width(const struct vton_pose *pose);
+
+/*
+ Height of the mask (= the photo's height; 0 for NULL).
+ */
+uint32_t vton_pose_mask_height(const struct vton_pose *pose);
+
+/*
+ The person probability mask as `width * height` floats in [0, 1] (rows top to
+ bottom), owned by the pose; NULL for NULL.
+ */
+const float *vton_pose_mask(const struct vton_pose *pose);
+
+/*
+ The detector's score for this person (0 for NULL).
+ */
+float vton_pose_score(const struct vton_pose *pose);
+
+/*
+ Frees a pose (NULL is ignored).
+ */
+void vton_pose_free(struct vton_pose *pose);
 
 /*
  Released defaults for a method.

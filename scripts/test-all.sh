@@ -43,6 +43,12 @@ cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_tryon.c "$REL/libvt
 cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_gan.c -L"$REL" -lvton \
    -Wl,-rpath,"$REL" -o "$TARGET"/ctest/test_gan
 "$TARGET"/ctest/test_gan examples tests/fixtures
+cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_estimate.c -L"$REL" -lvton -lm \
+   -Wl,-rpath,"$REL" -o "$TARGET"/ctest/test_estimate
+"$TARGET"/ctest/test_estimate examples
+cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_estimate.c "$REL/libvton.a" -lm -lpthread -ldl \
+   -o "$TARGET"/ctest/test_estimate_static
+"$TARGET"/ctest/test_estimate_static examples
 if ! command -v valgrind >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
 fi
@@ -52,6 +58,8 @@ valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-
   "$TARGET"/ctest/test_tryon examples "$TARGET"/ctest tests/fixtures/tiny_inpaint_pipeline leak
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
   "$TARGET"/ctest/test_gan examples tests/fixtures leak
+valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
+  "$TARGET"/ctest/test_estimate examples leak
 
 echo "== Python: wheel into a fresh virtual environment, pytest"
 rm -rf "$TARGET/venv"

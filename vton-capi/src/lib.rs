@@ -17,6 +17,7 @@ use vton_core::pipelines::diffusion::{
     Control, DiffusionMethod, DiffusionTryOn, DiffusionTryOnSettings, Progress, SamplingOptions,
 };
 use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs, TryOnOutput};
+use vton_core::pipelines::preprocess::PartialInputs;
 use vton_core::{default_device, VtonError};
 
 /// Status codes. Numbers are part of the ABI and never reused.
@@ -292,7 +293,8 @@ pub unsafe extern "C" fn vton_inputs_set_garment_rgb(
     )
 }
 
-/// Sets the person mask from 8-bit grey (`width * height` bytes, >= 128 = person).
+/// Sets the person mask from 8-bit grey (`width * height` bytes, >= 128 = person);
+/// optional: estimated from the person photo when neither it nor a parse map is set.
 #[no_mangle]
 pub unsafe extern "C" fn vton_inputs_set_person_mask(
     inputs: *mut vton_inputs,
@@ -322,7 +324,8 @@ pub unsafe extern "C" fn vton_inputs_set_garment_mask(
     )
 }
 
-/// Sets the keypoints from `count` (x, y, confidence) triples: 25 (BODY_25) or 18 (COCO-18).
+/// Sets the keypoints from `count` (x, y, confidence) triples: 25 (BODY_25) or 18 (COCO-18);
+/// optional: estimated from the person photo when not set (see `vton_estimate_pose`).
 #[no_mangle]
 pub unsafe extern "C" fn vton_inputs_set_keypoints(
     inputs: *mut vton_inputs,
@@ -354,7 +357,11 @@ pub unsafe extern "C" fn vton_inputs_read_keypoints(
     })
 }
 
-/// Runs the geometric try-on. On success `*out` is a new result (free with `vton_result_free`).
+/// Runs the geometric try-on. Person and garment must be set; keypoints and the person
+/// mask are optional: when not set they are estimated from the person photo with the
+/// bundled pose models (loaded on first use and kept), set ones take precedence. No
+/// person found: `VTON_STATUS_MISSING_KEYPOINTS`. On success `*out` is a new result
+/// (free with `vton_result_free`).
 #[no_mangle]
 pub unsafe extern "C" fn vton_try_on_geometric(
     inputs: *const vton_inputs,
@@ -372,6 +379,8 @@ pub unsafe extern "C" fn vton_try_on_geometric(
     })
 }
 
+/// The try-on inputs: person and garment are required; keypoints and the person mask are
+/// estimated from the photo when not set (a set parse map replaces the person mask).
 fn try_on_inputs(inp: &vton_inputs) -> Result<TryOnInputs, (vton_status, String)> {
     let missing = |what: &str| {
         (
@@ -379,15 +388,16 @@ fn try_on_inputs(inp: &vton_inputs) -> Result<TryOnInputs, (vton_status, String)
             format!("{what} was not set on the inputs"),
         )
     };
-    Ok(TryOnInputs {
+    let partial = PartialInputs {
         person: inp.person.clone().ok_or_else(|| missing("person"))?,
-        pose: inp.pose.clone().ok_or_else(|| missing("keypoints"))?,
+        pose: inp.pose.clone(),
         person_mask: inp.person_mask.clone(),
         parse: inp.parse.clone(),
         garment: inp.garment.clone().ok_or_else(|| missing("garment"))?,
         garment_mask: inp.garment_mask.clone(),
         category: Default::default(),
-    })
+    };
+    core(estimate::complete(partial))
 }
 
 /// A loaded latent-diffusion try-on pipeline (opaque).
@@ -484,8 +494,8 @@ pub unsafe extern "C" fn vton_pipeline_free(pipeline: *mut vton_pipeline) {
     }
 }
 
-/// Runs a diffusion try-on on the inputs (person, keypoints, person mask, garment, optional
-/// garment mask). The result holds the image (at the person's size) and the geometric
+/// Runs a diffusion try-on on the inputs (person, garment; keypoints and person mask
+/// estimated when not set, as in `vton_try_on_geometric`; optional garment mask). The result holds the image (at the person's size) and the geometric
 /// intermediates. `progress` may be NULL; `user` is passed to it.
 #[no_mangle]
 pub unsafe extern "C" fn vton_try_on_diffusion(
@@ -663,5 +673,7 @@ pub unsafe extern "C" fn vton_image_free(image: *mut vton_image) {
     }
 }
 
+mod estimate;
 mod gan;
+pub use estimate::*;
 pub use gan::*;
