@@ -867,24 +867,12 @@ impl PoseEstimator {
         selection: PersonSelection,
     ) -> Result<PoseEstimate> {
         let people = self.estimate(image)?;
-        let available = people.len();
-        let index = match selection {
-            PersonSelection::Index(i) => i,
-            PersonSelection::Largest => {
-                let mut best = 0;
-                for (i, p) in people.iter().enumerate() {
-                    if p.bbox_area() > people[best].bbox_area() {
-                        best = i;
-                    }
-                }
-                best
-            }
-        };
-        people.into_iter().nth(index).ok_or(VtonError::NoPerson {
-            what: "pose estimation".into(),
-            index,
-            available,
-        })
+        crate::io::pose::select_by_area(
+            people,
+            PoseEstimate::bbox_area,
+            selection,
+            "pose estimation",
+        )
     }
 }
 

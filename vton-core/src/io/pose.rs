@@ -219,13 +219,25 @@ pub fn parse_people(json: &str, what: &str) -> Result<Vec<Pose>> {
 
 /// Chooses one person from a parsed file.
 pub fn select_person(people: Vec<Pose>, selection: PersonSelection, what: &str) -> Result<Pose> {
+    select_by_area(people, Pose::spread, selection, what)
+}
+
+/// Chooses one of several people: [`PersonSelection::Largest`] = the largest `area`
+/// (ties go to the first), [`PersonSelection::Index`] = that index;
+/// [`VtonError::NoPerson`] when there is no such person.
+pub fn select_by_area<T>(
+    people: Vec<T>,
+    area: impl Fn(&T) -> f32,
+    selection: PersonSelection,
+    what: &str,
+) -> Result<T> {
     let available = people.len();
     let index = match selection {
         PersonSelection::Index(i) => i,
         PersonSelection::Largest => {
             let mut best = 0;
             for (i, p) in people.iter().enumerate() {
-                if p.spread() > people[best].spread() {
+                if area(p) > people.get(best).map(&area).unwrap_or(f32::MIN) {
                     best = i;
                 }
             }
