@@ -93,6 +93,7 @@ def test_errors_are_typed():
         vton.try_on(f"{P}.png", f"{G}.png", kp, person_mask=f"{P}_mask.png")
     with pytest.raises(ValueError, match="person mask"):
         vton.try_on(f"{P}.png", f"{G}.png", f"{P}_keypoints.json", person_mask=np.zeros((10, 10), np.float32))
-    with pytest.raises(ValueError):
-        vton.try_on(f"{P}.png", f"{G}.png", f"{P}_keypoints.json")
+    # (Without a person mask the mask is estimated: see test_estimate.py.)
+    with pytest.raises(ValueError, match="keypoints"):
+        vton.try_on(f"{P}.png", f"{G}.png", np.zeros((7, 3), np.float32), person_mask=f"{P}_mask.png")
     assert issubclass(vton.InvalidInputError, vton.VtonError)

@@ -91,26 +91,125 @@ class TryOnResult:
     garment_mask: np.ndarray
 
 
-def try_on(person: ImageLike, garment: ImageLike, keypoints: Any, person_mask: Optional[ImageLike] = None,
-           garment_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None) -> TryOnResult:
+def try_on(person: ImageLike, garment: ImageLike, keypoints: Any = None, person_mask: Optional[ImageLike] = None,
+           garment_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None,
+           parser: Optional["HumanParser"] = None) -> TryOnResult:
     """Weight-free geometric try-on of an upper-body garment.
 
-    ``keypoints`` is an OpenPose JSON path or a (25, 3) / (18, 3) array. A ``person_mask``
-    or a LIP ``parse`` map is required; the garment mask is estimated when not given.
+    Only the two photos are required. ``keypoints`` is an OpenPose JSON path or a
+    (25, 3) / (18, 3) array; the person mask is a grey image and ``parse`` a LIP label
+    map. Whatever is not given is estimated: keypoints and the person mask with the
+    bundled pose models (:func:`estimate_pose`, the largest person), the parse map with
+    ``parser`` (a :class:`HumanParser`) when one is given; given inputs take precedence.
+    The garment mask is estimated from the product photo when not given.
     """
-    if isinstance(keypoints, (str, os.PathLike)):
-        kp = read_keypoints(keypoints)
-    else:
-        kp = np.ascontiguousarray(np.asarray(keypoints, dtype=np.float32))
+    if parser is not None and not isinstance(parser, HumanParser):
+        raise InvalidInputError(f"parser must be a vton.HumanParser, got {type(parser).__name__}")
     out = _vton._try_on(
         _load(person, "person", "RGB"),
         _load(garment, "garment", "RGB"),
-        kp,
+        None if keypoints is None else _keypoints(keypoints),
         None if person_mask is None else _load(person_mask, "person_mask", "L"),
         None if garment_mask is None else _load(garment_mask, "garment_mask", "L"),
         None if parse is None else _load_parse(parse),
+        None if parser is None else parser._inner,
     )
     return TryOnResult(**out)
+
+
+PoseEstimate = _vton.PoseEstimate
+
+
+def estimate_pose(image: ImageLike, person: Optional[int] = None) -> "PoseEstimate":
+    """Estimates one person's pose with the bundled MediaPipe Pose models (loaded once).
+
+    Returns a :class:`PoseEstimate`: ``landmarks`` (33, 5) float32 (x, y in pixels, z,
+    visibility, presence), ``keypoints`` (25, 3) OpenPose BODY_25 (x, y in pixels,
+    confidence; 0 = missing) and ``mask`` (H, W) float32 person probability in [0, 1].
+    ``person=None`` picks the largest person, an int that index of the detections (best
+    score first). No person: :class:`InvalidInputError`.
+    """
+    return _vton.estimate_pose(_load(image, "image", "RGB"), person)
+
+
+def segment_person(image: ImageLike, landscape: bool = False) -> np.ndarray:
+    """MediaPipe selfie segmentation: (H, W) float32 person probability in [0, 1].
+
+    ``landscape=True`` uses the 256x144 landscape model (model_selection 1).
+    """
+    return _vton.segment_person(_load(image, "image", "RGB"), bool(landscape))
+
+
+class TFLiteModel:
+    """A ``.tflite`` model run by vton's interpreter (MediaPipe's float operator set).
+
+    ``model(*inputs)`` takes one NHWC float32 array per input (the declared shapes) and
+    returns a dict of output name to float32 array.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        self._inner = _vton._TFLiteModel(os.fspath(path))
+
+    @property
+    def input_names(self) -> "list[str]":
+        return list(self._inner.input_names)
+
+    @property
+    def output_names(self) -> "list[str]":
+        return list(self._inner.output_names)
+
+    @property
+    def input_shapes(self) -> "list[tuple[int, ...]]":
+        return [tuple(s) for s in self._inner.input_shapes]
+
+    @property
+    def output_shapes(self) -> "list[tuple[int, ...]]":
+        return [tuple(s) for s in self._inner.output_shapes]
+
+    def __call__(self, *inputs: Any) -> "dict[str, np.ndarray]":
+        arrays = []
+        for i, x in enumerate(inputs):
+            try:
+                arrays.append(np.ascontiguousarray(x, dtype=np.float32))
+            except (TypeError, ValueError) as e:
+                raise InvalidInputError(f"input {i}: not convertible to a float32 array: {e}") from e
+        return dict(self._inner.run(arrays))
+
+    def __repr__(self) -> str:
+        return f"TFLiteModel(inputs={self.input_names}, outputs={self.output_names})"
+
+
+class HumanParser:
+    """SCHP human parsing into the 20 LIP labels (``simple_extractor.py``'s procedure).
+
+    Load with :meth:`from_checkpoint` (the released ``exp-schp-201908261155-lip.pth`` or
+    a file with the same keys); ``parser(image)`` returns the (H, W) uint8 label map.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, "os.PathLike[str]"], *, input_size: "tuple[int, int]" = (473, 473),
+                        flip: bool = False) -> "HumanParser":
+        """``input_size`` is the network's (height, width) (LIP: 473x473); ``flip`` averages
+        with the mirrored image as SCHP's evaluate.py does."""
+        try:
+            h, w = (int(v) for v in input_size)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"input_size must be (height, width), got {input_size!r}") from e
+        return cls(_vton._HumanParser.from_checkpoint(os.fspath(path), h, w, bool(flip)))
+
+    @property
+    def num_labels(self) -> int:
+        return int(self._inner.num_labels)
+
+    @property
+    def input_size(self) -> "tuple[int, int]":
+        return tuple(self._inner.input_size)  # type: ignore[return-value]
+
+    def __call__(self, image: ImageLike) -> np.ndarray:
+        return self._inner.parse(_load(image, "image", "RGB"))
 
 
 def grid_sample(input: np.ndarray, grid: np.ndarray, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -224,7 +323,8 @@ class HRVitonPipeline:
 
 
 __all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeline", "CPVTONResult",
-           "HRVitonPipeline", "HRVitonResult", "try_on", "TryOnResult", "read_keypoints", "grid_sample", "TpsGridGen", "VtonError",
+           "HRVitonPipeline", "HRVitonResult", "try_on", "TryOnResult", "read_keypoints", "estimate_pose", "PoseEstimate",
+           "segment_person", "TFLiteModel", "HumanParser", "grid_sample", "TpsGridGen", "VtonError",
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",

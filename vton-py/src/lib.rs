@@ -10,12 +10,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use vton_core::io::{image::tensor_to_vec, Mask, ParseMap, PersonSelection, Pose, RgbImage};
 use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
+use vton_core::pipelines::parsing::HumanParser;
+use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
 use vton_core::warp::{grid_sample as core_grid_sample, GridSampleOptions, TpsGridGen as CoreTps};
 use vton_core::{default_device, VtonError};
 
 use vton_core::burn::tensor::{Tensor, TensorData};
 
 mod diffusion;
+mod estimate;
 mod gan;
 
 /// Maps a core error to `vton.errors.*` (the one mapping place).
@@ -112,24 +115,35 @@ fn read_keypoints<'py>(
 }
 
 /// Geometric try-on on float32 arrays in [0, 1]; returns a dict of arrays.
+///
+/// Keypoints and the person mask are estimated with the bundled pose models when not
+/// given (given inputs take precedence); with a `parser`, a missing parse map is
+/// estimated too.
 #[pyfunction]
-#[pyo3(signature = (person, garment, keypoints, person_mask=None, garment_mask=None, parse=None))]
+#[pyo3(signature = (person, garment, keypoints=None, person_mask=None, garment_mask=None, parse=None, parser=None))]
+#[allow(clippy::too_many_arguments)]
 fn _try_on<'py>(
     py: Python<'py>,
     person: PyReadonlyArrayDyn<'py, f32>,
     garment: PyReadonlyArrayDyn<'py, f32>,
-    keypoints: PyReadonlyArrayDyn<'py, f32>,
+    keypoints: Option<PyReadonlyArrayDyn<'py, f32>>,
     person_mask: Option<PyReadonlyArrayDyn<'py, f32>>,
     garment_mask: Option<PyReadonlyArrayDyn<'py, f32>>,
     parse: Option<PyReadonlyArrayDyn<'py, f32>>,
+    parser: Option<Bound<'py, estimate::PyHumanParser>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let ks = shape_of(&keypoints);
-    if ks.len() != 2 || ks[1] != 3 {
-        return Err(bad(format!(
-            "keypoints must be a (25, 3) or (18, 3) array, got shape {ks:?}"
-        )));
-    }
-    let pose = Pose::from_flat(&to_vec(&keypoints)).map_err(to_py_err)?;
+    let pose = match keypoints {
+        Some(k) => {
+            let ks = shape_of(&k);
+            if ks.len() != 2 || ks[1] != 3 {
+                return Err(bad(format!(
+                    "keypoints must be a (25, 3) or (18, 3) array, got shape {ks:?}"
+                )));
+            }
+            Some(Pose::from_flat(&to_vec(&k)).map_err(to_py_err)?)
+        }
+        None => None,
+    };
     let parse = match parse {
         Some(p) => {
             let s = shape_of(&p);
@@ -149,7 +163,7 @@ fn _try_on<'py>(
         }
         None => None,
     };
-    let inputs = TryOnInputs {
+    let partial = PartialInputs {
         person: image_from("person", &person)?,
         pose,
         person_mask: person_mask
@@ -164,8 +178,12 @@ fn _try_on<'py>(
             .transpose()?,
         category: Default::default(),
     };
+    let parser = parser.as_ref().map(|p| &p.get().inner);
     let out = py
-        .detach(|| GeometricTryOn::default().run(&inputs, &default_device()))
+        .detach(|| {
+            let inputs = complete_inputs(partial, parser)?;
+            GeometricTryOn::default().run(&inputs, &default_device())
+        })
         .map_err(to_py_err)?;
     let d = PyDict::new(py);
     d.set_item("image", image_to_py(py, out.image)?)?;
@@ -175,6 +193,23 @@ fn _try_on<'py>(
     d.set_item("warped_mask", mask_to_py(py, out.warped_mask)?)?;
     d.set_item("garment_mask", mask_to_py(py, out.garment_mask)?)?;
     Ok(d)
+}
+
+/// Completes try-on inputs: keypoints and person mask from the cached bundled pose
+/// estimator when missing (models load only then), a missing parse from `parser`.
+fn complete_inputs(
+    partial: PartialInputs,
+    parser: Option<&HumanParser>,
+) -> vton_core::Result<TryOnInputs> {
+    let mut inputs = if partial.needs_pose() {
+        estimate::preprocessor()?.complete(partial)?
+    } else {
+        Preprocessor::complete_given(partial)?
+    };
+    if let (None, Some(p)) = (&inputs.parse, parser) {
+        inputs.parse = Some(p.parse(&inputs.person)?);
+    }
+    Ok(inputs)
 }
 
 pub(crate) fn tensor4(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<4>> {
@@ -285,6 +320,7 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TpsGridGen>()?;
     diffusion::register(m)?;
     gan::register(m)?;
+    estimate::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
