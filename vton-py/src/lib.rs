@@ -155,7 +155,7 @@ fn _try_on<'py>(
             let labels: Option<Vec<u8>> = p
                 .as_array()
                 .iter()
-                .map(|&v| (v >= 0.0 && v < 256.0 && v.fract() == 0.0).then_some(v as u8))
+                .map(|&v| ((0.0..256.0).contains(&v) && v.fract() == 0.0).then_some(v as u8))
                 .collect();
             let labels =
                 labels.ok_or_else(|| bad("parse labels must be integers in 0..20".into()))?;
