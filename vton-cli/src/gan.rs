@@ -201,6 +201,30 @@ pub struct TryOnFiles<'a> {
     pub selection: PersonSelection,
 }
 
+impl TryOnFiles<'_> {
+    /// The person-side inputs given as files (absent ones are estimated later).
+    fn partial(&self, person: &Path, method: &str) -> Result<PartialInputs> {
+        PartialInputs::from_paths(
+            person,
+            self.keypoints,
+            self.person_mask,
+            self.parse,
+            need(self.garment, "--garment", method)?,
+            self.garment_mask,
+            self.selection,
+        )
+    }
+
+    /// The estimators: bundled pose models, SCHP when --parser is given.
+    fn preprocessor(&self, device: &Device) -> Result<Preprocessor> {
+        let mut pre = Preprocessor::bundled(device)?.with_selection(self.selection);
+        if let Some(p) = self.parser {
+            pre = pre.with_parser(HumanParser::from_checkpoint(p, device)?);
+        }
+        Ok(pre)
+    }
+}
+
 fn need<'a>(p: Option<&'a Path>, flag: &str, method: &str) -> Result<&'a Path> {
     p.ok_or_else(|| VtonError::invalid(flag, format!("is required by --method {method}")))
 }
@@ -217,21 +241,10 @@ pub fn try_on(
         "cpvton" => {
             // Keypoints, person mask, parse (with --parser) and garment mask are
             // estimated when not given; given files take precedence.
-            let partial = PartialInputs::from_paths(
-                need(f.person, "--person", method)?,
-                f.keypoints,
-                f.person_mask,
-                f.parse,
-                need(f.garment, "--garment", method)?,
-                f.garment_mask,
-                f.selection,
-            )?;
+            let partial = f.partial(need(f.person, "--person", method)?, method)?;
             let needs_parse = f.parser.is_some() && partial.parse.is_none();
             let inputs = if partial.needs_pose() || needs_parse || partial.garment_mask.is_none() {
-                let mut pre = Preprocessor::bundled(device)?.with_selection(f.selection);
-                if let Some(p) = f.parser {
-                    pre = pre.with_parser(HumanParser::from_checkpoint(p, device)?);
-                }
+                let pre = f.preprocessor(device)?;
                 let mut inputs = pre.complete(partial)?;
                 if inputs.garment_mask.is_none() {
                     inputs.garment_mask = Some(pre.garment_mask(&inputs.garment)?);
@@ -264,11 +277,7 @@ pub fn try_on(
             // Estimators are loaded only when an input has to be estimated.
             let pre =
                 if f.garment_mask.is_none() || f.parse_agnostic.is_none() || f.agnostic.is_none() {
-                    let mut p = Preprocessor::bundled(device)?.with_selection(f.selection);
-                    if let Some(c) = f.parser {
-                        p = p.with_parser(HumanParser::from_checkpoint(c, device)?);
-                    }
-                    Some(p)
+                    Some(f.preprocessor(device)?)
                 } else {
                     None
                 };
@@ -289,15 +298,7 @@ pub fn try_on(
                              --parser to make them",
                         )
                     })?;
-                    let partial = PartialInputs::from_paths(
-                        person,
-                        f.keypoints,
-                        f.person_mask,
-                        f.parse,
-                        need(f.garment, "--garment", method)?,
-                        f.garment_mask,
-                        f.selection,
-                    )?;
+                    let partial = f.partial(person, method)?;
                     let Some(p) = &pre else {
                         return Err(VtonError::invalid("--parse-agnostic", "missing"));
                     };

@@ -95,6 +95,7 @@ fn missing_backend(name: &str, feature: &str) -> VtonError {
 /// The types most users need.
 pub mod prelude {
     pub use crate::error::{Result, VtonError};
+    pub use crate::estimate::{PoseEstimate, PoseEstimator, SelfieSegmenter};
     pub use crate::io::{
         read_image, read_keypoints, read_mask, Mask, ParseMap, PersonSelection, Pose, RgbImage,
         ValueRange,
@@ -102,7 +103,6 @@ pub mod prelude {
     pub use crate::masks::GarmentCategory;
     pub use crate::pipelines::geometric::{GeometricTryOn, TryOnInputs, TryOnOutput};
     pub use crate::pipelines::preprocess::{PartialInputs, Preprocessor};
-    pub use crate::estimate::{PoseEstimate, PoseEstimator, SelfieSegmenter};
     pub use crate::tflite::TfliteModel;
     pub use crate::{default_device, device_from_name};
 

@@ -9,7 +9,7 @@ pub mod parse_agnostic;
 pub use agnostic::{
     agnostic_from_keypoints, agnostic_from_parse, agnostic_image, BodyFrame, GarmentCategory,
 };
-pub use parse_agnostic::parse_agnostic;
 pub use garment::{
     estimate_garment_mask, garment_matte, GarmentMaskOptions, GarmentMatte, MatteOptions,
 };
+pub use parse_agnostic::parse_agnostic;
