@@ -14,9 +14,12 @@
 //! README.json). The test prints the largest absolute error and the largest error
 //! relative to the output's magnitude (`max|d| / max|ref|`) per output.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use common::test_device;
 use safetensors::SafeTensors;
 use vton_core::tflite::{HostTensor, TfliteModel};
 use vton_core::{default_device, VtonError};
@@ -67,7 +70,7 @@ fn atol_of(model: &str) -> HashMap<String, f32> {
 
 /// Runs one model on cases 0 and 2 and checks every output.
 fn parity(model: &str, range: (f32, f32)) {
-    let device = default_device();
+    let device = test_device();
     let m = TfliteModel::from_bytes(&model_bytes(model), &device).unwrap();
     let fx = load_fixture(model);
     let atol = atol_of(model);
@@ -148,7 +151,7 @@ fn selfie_segmentation_landscape_matches_litert() {
 
 #[test]
 fn model_metadata() {
-    let device = default_device();
+    let device = test_device();
     let m = TfliteModel::from_bytes(&model_bytes("pose_detection"), &device).unwrap();
     assert_eq!(m.input_shapes(), vec![vec![1, 224, 224, 3]]);
     assert_eq!(m.output_names(), vec!["Identity", "Identity_1"]);
@@ -214,7 +217,7 @@ fn unknown_operator_is_unsupported() {
 #[test]
 fn tiny_operator_graph_matches_litert() {
     let bytes = std::fs::read(root().join("tests/fixtures/tflite/tiny_ops.tflite")).unwrap();
-    let m = TfliteModel::from_bytes(&bytes, &default_device()).unwrap();
+    let m = TfliteModel::from_bytes(&bytes, &test_device()).unwrap();
     let fx = load_fixture("tiny_ops");
     let (shape, data) = fx.tensors["input"].clone();
     let outs = m.run(&[HostTensor::new(shape, data).unwrap()]).unwrap();
