@@ -203,40 +203,35 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// A vector of `i32` as a `Vec`.
-    pub(crate) fn i32_vec(&self, id: usize) -> Result<Vec<i32>> {
-        match self.vector(id, 4)? {
+    /// A vector of `N`-byte little-endian scalars, decoded by `decode`.
+    fn scalar_vec<const N: usize, T>(&self, id: usize, decode: fn([u8; N]) -> T) -> Result<Vec<T>> {
+        match self.vector(id, N)? {
             None => Ok(Vec::new()),
             Some(v) => Ok(v
                 .bytes()
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .chunks_exact(N)
+                .map(|c| {
+                    let mut b = [0u8; N];
+                    b.copy_from_slice(c);
+                    decode(b)
+                })
                 .collect()),
         }
+    }
+
+    /// A vector of `i32` as a `Vec`.
+    pub(crate) fn i32_vec(&self, id: usize) -> Result<Vec<i32>> {
+        self.scalar_vec(id, i32::from_le_bytes)
     }
 
     /// A vector of `f32` as a `Vec`.
     pub(crate) fn f32_vec(&self, id: usize) -> Result<Vec<f32>> {
-        match self.vector(id, 4)? {
-            None => Ok(Vec::new()),
-            Some(v) => Ok(v
-                .bytes()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()),
-        }
+        self.scalar_vec(id, f32::from_le_bytes)
     }
 
     /// A vector of `i64` as a `Vec`.
     pub(crate) fn i64_vec(&self, id: usize) -> Result<Vec<i64>> {
-        match self.vector(id, 8)? {
-            None => Ok(Vec::new()),
-            Some(v) => Ok(v
-                .bytes()
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect()),
-        }
+        self.scalar_vec(id, i64::from_le_bytes)
     }
 
     /// A vector of sub-tables.
