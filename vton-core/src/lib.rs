@@ -23,6 +23,7 @@ pub mod error;
 pub mod estimate;
 pub mod io;
 pub mod masks;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod pipelines;

@@ -110,3 +110,49 @@ pub fn tensor<const D: usize>(
 pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
+
+/// Reads every tensor of a safetensors file as f64 (U8, I64, F32 and F64 accepted):
+/// name -> (shape, values). The metrics fixtures store uint8 images and float64 statistics.
+pub fn read_safetensors_f64(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(path).expect("fixture readable");
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out = HashMap::new();
+    for (k, v) in header.as_object().unwrap() {
+        if k == "__metadata__" {
+            continue;
+        }
+        let shape: Vec<usize> = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let off: Vec<usize> = v["data_offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let raw = &data[off[0]..off[1]];
+        let vals: Vec<f64> = match v["dtype"].as_str().unwrap() {
+            "U8" => raw.iter().map(|&b| b as f64).collect(),
+            "I64" => raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            "F32" => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            "F64" => raw
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            other => panic!("unexpected dtype {other} for {k}"),
+        };
+        out.insert(k.clone(), (shape, vals));
+    }
+    out
+}

@@ -1,0 +1,30 @@
+//! Image-quality metrics as try-on papers report them: PSNR, SSIM, MS-SSIM, LPIPS, FID
+//! and KID, each under a named convention so that a figure from vton can be put next to
+//! the package (and so the paper) it comes from.
+//!
+//! | metric | function / type | conventions |
+//! |---|---|---|
+//! | PSNR | [`psnr`] | scikit-image (`peak_signal_noise_ratio`, float64 MSE per image), torchmetrics' pooled batch MSE ([`psnr_pooled`]) |
+//! | SSIM | [`ssim`] with [`SsimConvention`] | scikit-image Gaussian (= pytorch-msssim), scikit-image default 7x7 uniform, torchmetrics 1.9 and up to 1.4.1 |
+//! | MS-SSIM | [`ms_ssim`] | pytorch-msssim 1.0 |
+//! | LPIPS | [`lpips::Lpips`] | lpips 0.1.4 v0.1 (alex, squeeze, vgg); torchmetrics' eps placement as an option |
+//! | FID | [`fid::Fid`], [`fid::frechet_distance`] | pytorch-fid 0.3.0 (its InceptionV3, its resize, `np.cov`, the trace of the principal square root) |
+//! | KID | [`kid::Kid`], [`kid::kid`] | torch-fidelity 0.4.0 (cubic polynomial kernel, unbiased MMD², subsets drawn by `RandomState(2020)`) |
+//!
+//! PSNR, SSIM and MS-SSIM are computed on the host in float64 from [`MetricImage`]s
+//! (uint8 images are exact there; float images are widened); LPIPS and the Inception
+//! features run on a burn [`Device`](burn::tensor::Device) in float32, and FID / KID
+//! statistics are accumulated in float64.
+
+pub mod fid;
+pub mod image;
+pub mod kid;
+pub mod linalg;
+pub mod lpips;
+pub mod ssim;
+
+// pub use fid::{frechet_distance, Fid, FeatureStatistics, FrechetDistance};
+// pub use image::MetricImage;
+// pub use kid::{kid, Kid, KidOptions, KidResult};
+// pub use lpips::{Lpips, LpipsNet};
+// pub use ssim::{ms_ssim, psnr, psnr_pooled, ssim, MsSsimOptions, SsimConvention, SsimOptions, SsimWindow};

@@ -1,0 +1,1 @@
+//! pytorch-fid's InceptionV3. Being written.
