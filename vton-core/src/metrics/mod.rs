@@ -23,8 +23,10 @@ pub mod linalg;
 pub mod lpips;
 pub mod ssim;
 
-// pub use fid::{frechet_distance, Fid, FeatureStatistics, FrechetDistance};
-// pub use image::MetricImage;
-// pub use kid::{kid, Kid, KidOptions, KidResult};
-// pub use lpips::{Lpips, LpipsNet};
-// pub use ssim::{ms_ssim, psnr, psnr_pooled, ssim, MsSsimOptions, SsimConvention, SsimOptions, SsimWindow};
+pub use fid::{frechet_distance, FeatureStatistics, Fid, FrechetDistance};
+pub use image::MetricImage;
+pub use kid::{kid, Kid, KidOptions, KidResult};
+pub use lpips::{Lpips, LpipsNet, LpipsNormalization};
+pub use ssim::{
+    ms_ssim, psnr, psnr_pooled, ssim, MsSsimOptions, SsimConvention, SsimOptions, SsimWindow,
+};
