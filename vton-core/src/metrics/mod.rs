@@ -24,7 +24,7 @@ pub mod lpips;
 pub mod ssim;
 
 pub use fid::{frechet_distance, FeatureStatistics, Fid, FrechetDistance};
-pub use image::MetricImage;
+pub use image::{MetricImage, PilFilter};
 pub use kid::{kid, Kid, KidOptions, KidResult};
 pub use lpips::{Lpips, LpipsNet, LpipsNormalization};
 pub use ssim::{
