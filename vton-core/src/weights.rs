@@ -36,6 +36,11 @@ enum Source {
         dtype: safetensors::Dtype,
     },
     Pickle(burn::store::pytorch_reader::Tensor),
+    /// A tensor's bytes held in memory (checkpoints embedded in the library).
+    Memory {
+        bytes: Arc<[u8]>,
+        dtype: safetensors::Dtype,
+    },
 }
 
 #[derive(Clone)]
@@ -137,6 +142,35 @@ impl Checkpoint {
         }
         out.name = names.join(", ");
         Ok(out)
+    }
+
+    /// Reads safetensors bytes held in memory (weights embedded with `include_bytes!`);
+    /// `name` stands for the path in messages. The tensors are copied out of `bytes`.
+    pub fn from_safetensors_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
+        let path = Path::new(name);
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| checkpoint_err(path, format!("not valid safetensors: {e}")))?;
+        let file = Arc::new(path.to_path_buf());
+        let entries = st
+            .tensors()
+            .into_iter()
+            .map(|(k, view)| {
+                let entry = Entry {
+                    shape: view.shape().to_vec(),
+                    source: Source::Memory {
+                        bytes: Arc::from(view.data()),
+                        dtype: view.dtype(),
+                    },
+                    file: file.clone(),
+                };
+                (k, entry)
+            })
+            .collect();
+        Ok(Checkpoint {
+            entries,
+            name: name.to_string(),
+            stripped: Vec::new(),
+        })
     }
 
     fn open_safetensors(path: &Path) -> Result<Self> {
@@ -352,6 +386,8 @@ impl Checkpoint {
                 convert_safetensors(&buf, *dtype, n)
                     .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?
             }
+            Source::Memory { bytes, dtype } => convert_safetensors(bytes, *dtype, n)
+                .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?,
             Source::Pickle(t) => {
                 let bytes = t
                     .read()
