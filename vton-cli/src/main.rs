@@ -13,6 +13,7 @@ use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
 use vton_core::{device_from_name, Result, VtonError};
 
 mod diffusion;
+mod eval;
 mod gan;
 mod preprocess;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Estimate keypoints, landmarks, person masks (and parse maps with --parser) of
     /// person photos and masks of garment photos, flat or as a VITON-HD folder.
     Preprocess(preprocess::PreprocessArgs),
+    /// Evaluate generated images against ground truth: SSIM, MS-SSIM, PSNR, LPIPS (paired
+    /// by file name), FID and KID (over the two sets), each under a named convention.
+    Eval(eval::EvalArgs),
 }
 
 #[derive(Args)]
@@ -294,6 +298,7 @@ fn main() -> ExitCode {
         Command::TryOn(args) => try_on(args),
         Command::RunDataset(args) => gan::run_dataset(args),
         Command::Preprocess(args) => preprocess::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

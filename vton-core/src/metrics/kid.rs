@@ -329,12 +329,22 @@ impl Kid {
         (self.real.len() / d, self.fake.len() / d)
     }
 
+    pub fn inception(&self) -> &FidInceptionV3 {
+        &self.inception
+    }
+
     pub fn compute(&self) -> Result<KidResult> {
+        self.compute_with(&self.options)
+    }
+
+    /// KID of the features seen so far under other options (e.g. a subset size capped at
+    /// the smaller set).
+    pub fn compute_with(&self, options: &KidOptions) -> Result<KidResult> {
         kid(
             &self.real,
             &self.fake,
             self.inception.feature_dim(),
-            &self.options,
+            options,
         )
     }
 

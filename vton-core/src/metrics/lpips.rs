@@ -199,7 +199,8 @@ impl Lpips {
             (ck.rooted_at("features.0.weight"), None)
         };
         let lin_ck = match (lin, own_lin) {
-            (Some(path), _) => Checkpoint::open(path)?,
+            // lin layers stored under a prefix (`<model>.lin.lin0.*`) are found too
+            (Some(path), _) => Checkpoint::open(path)?.rooted_at("lin0.model.1.weight"),
             (None, Some(own)) => own,
             (None, None) => net.bundled_lin()?,
         };
