@@ -10,8 +10,8 @@ use serde_json::json;
 use vton_core::burn::tensor::Device;
 use vton_core::metrics::kid::Kid;
 use vton_core::metrics::{
-    ms_ssim, psnr, ssim, Fid, KidOptions, Lpips, LpipsNet, MetricImage, MsSsimOptions, PilFilter,
-    SsimConvention,
+    ms_ssim, psnr, ssim, Fid, KidOptions, Lpips, LpipsNet, LpipsNormalization, MetricImage,
+    MsSsimOptions, PilFilter, SsimConvention,
 };
 use vton_core::models::inception::FidInceptionV3;
 use vton_core::{device_from_name, Result, VtonError};
@@ -42,6 +42,15 @@ pub struct EvalArgs {
     /// layers.
     #[arg(long)]
     pub lpips_lin: Option<PathBuf>,
+    /// Where LPIPS puts its eps when it unit-normalises features: lpips (default,
+    /// f / (|f| + 1e-10)) or torchmetrics (f / sqrt(|f|^2 + 1e-8), CatVTON's and
+    /// LaDI-VTON's LPIPS).
+    #[arg(long, default_value = "lpips")]
+    pub lpips_eps: String,
+    /// Resize both images to WxH with PIL's bilinear filter before LPIPS (HR-VITON's
+    /// evaluate.py: 128x128); default: full size.
+    #[arg(long)]
+    pub lpips_size: Option<String>,
     /// pytorch-fid's Inception weights (pt_inception-2015-12-05-*.pth) for FID and KID.
     #[arg(long)]
     pub inception: Option<PathBuf>,
@@ -329,6 +338,33 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ));
     }
 
+    let lpips_norm = match args.lpips_eps.trim().to_ascii_lowercase().as_str() {
+        "lpips" => LpipsNormalization::Lpips,
+        "torchmetrics" => LpipsNormalization::Torchmetrics,
+        other => {
+            return Err(VtonError::invalid(
+                "--lpips-eps",
+                format!("'{other}' is not one of lpips, torchmetrics"),
+            ))
+        }
+    };
+    let lpips_size = match &args.lpips_size {
+        None => None,
+        Some(s) => {
+            let parsed = s
+                .split_once(['x', 'X'])
+                .and_then(|(w, h)| {
+                    Some((
+                        w.trim().parse::<usize>().ok()?,
+                        h.trim().parse::<usize>().ok()?,
+                    ))
+                })
+                .filter(|&(w, h)| w > 0 && h > 0);
+            Some(parsed.ok_or_else(|| {
+                VtonError::invalid("--lpips-size", format!("'{s}' is not WxH, e.g. 128x128"))
+            })?)
+        }
+    };
     let lpips = match (&args.lpips_backbone, metrics.contains(&Metric::Lpips)) {
         (Some(path), true) => {
             let net = match &args.lpips_net {
@@ -462,6 +498,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             fid_batch.1.push(g.clone());
         }
         if lpips.is_some() {
+            let (p, g) = match lpips_size {
+                Some((w, h)) => (
+                    p.resize_pil(w, h, PilFilter::Bilinear)?,
+                    g.resize_pil(w, h, PilFilter::Bilinear)?,
+                ),
+                None => (p, g),
+            };
             lpips_queue.push((per_image.len() - 1, p, g));
             if lpips_queue.len() >= args.batch_size {
                 flush_lpips(&mut lpips_queue, &mut per_image, &mut lpipss)?;
@@ -546,8 +589,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     if let Some(model) = &lpips {
         let conv = format!(
-            "lpips 0.1.4 v0.1, net {}, inputs in [-1, 1] at full size; {} linear layers; mean over images",
+            "lpips 0.1.4 v0.1, net {}, inputs in [-1, 1] {}; {} eps; {} linear layers; mean over images",
             model.net().name(),
+            match lpips_size {
+                Some((w, h)) => format!("resized to {w}x{h} with PIL bilinear"),
+                None => "at full size".to_string(),
+            },
+            match lpips_norm {
+                LpipsNormalization::Lpips => "lpips'",
+                _ => "torchmetrics'",
+            },
             if args.lpips_lin.is_some() { "given" } else { "bundled v0.1" }
         );
         rows.push(Row {

@@ -171,6 +171,42 @@ fn paired_metrics_equal_the_packages_means() {
     assert_eq!(doc["matched"], 4);
     assert_eq!(doc["per_image"].as_array().unwrap().len(), 4);
 
+    // HR-VITON's LPIPS (128x128 PIL bilinear) and torchmetrics' eps placement
+    let lp = |extra: &[&str]| {
+        let mut a = vec![
+            "eval",
+            "--pred",
+            pred.to_str().unwrap(),
+            "--gt",
+            gt.to_str().unwrap(),
+            "--metrics",
+            "lpips",
+            "--json",
+            js.to_str().unwrap(),
+        ];
+        let backbone = fixture("metrics_weights_lpips_alex.safetensors");
+        let b: &'static str = Box::leak(backbone.into_boxed_str());
+        a.extend(["--lpips-backbone", b, "--lpips-lin", b]);
+        a.extend(extra.iter().copied());
+        ok(&vton(&a, dir.path()));
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&js).unwrap()).unwrap();
+        d["metrics"]["lpips"]["value"].as_f64().unwrap()
+    };
+    close(
+        lp(&["--lpips-size", "128x128"]),
+        mean("lpips.alex.hrviton_128"),
+        1e-6,
+        1e-4,
+        "LPIPS at 128x128",
+    );
+    close(
+        lp(&["--lpips-eps", "torchmetrics"]),
+        mean("lpips.alex.torchmetrics_1_9_m1p1"),
+        1e-6,
+        1e-4,
+        "LPIPS torchmetrics",
+    );
+
     // grey SSIM as HR-VITON computes it, and torchmetrics' convention
     let out = vton(
         &[
