@@ -6,6 +6,7 @@ from typing import Any, Optional, Union, final
 import numpy as np
 import numpy.typing as npt
 
+from . import metrics as metrics
 from .diffusion import (AutoencoderKL as AutoencoderKL, CatVTONPipeline as CatVTONPipeline,
                         DDIMScheduler as DDIMScheduler, DDPMScheduler as DDPMScheduler,
                         DiagonalGaussianDistribution as DiagonalGaussianDistribution,
@@ -163,4 +164,4 @@ __all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeli
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
-           "InpaintTryOnPipeline", "__version__"]
+           "InpaintTryOnPipeline", "metrics", "__version__"]

@@ -20,6 +20,7 @@ use vton_core::burn::tensor::{Tensor, TensorData};
 mod diffusion;
 mod estimate;
 mod gan;
+mod metrics;
 
 /// Maps a core error to `vton.errors.*` (the one mapping place).
 pub(crate) fn to_py_err(e: VtonError) -> PyErr {
@@ -321,6 +322,7 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     diffusion::register(m)?;
     gan::register(m)?;
     estimate::register(m)?;
+    metrics::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
