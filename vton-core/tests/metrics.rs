@@ -215,6 +215,8 @@ fn ssim_matches_every_package_convention() {
         }
         if p["msssim_applicable"].as_bool().unwrap() {
             let (v, levels) = ms_ssim_levels(&a, &b, &MsSsimOptions::new(255.0)).unwrap();
+            let e = worst.entry("msssim.pytorch_msssim_dr255").or_default();
+            *e = e.max((v - f("msssim.pytorch_msssim_dr255")).abs());
             close(
                 v,
                 f("msssim.pytorch_msssim_dr255"),
@@ -549,6 +551,16 @@ fn kid_matches_torch_fidelity() {
     {
         close(*got, want.as_f64().unwrap(), 1e-9, 1e-9, "per-subset MMD2");
     }
+    let worst = r
+        .per_subset
+        .iter()
+        .zip(k["per_subset_mmd2_float64"].as_array().unwrap())
+        .map(|(g, w)| (g - w.as_f64().unwrap()).abs())
+        .fold(0f64, f64::max);
+    eprintln!(
+        "KID mean {} (torch-fidelity float32 {}), worst per-subset difference to float64 {worst:e}",
+        r.mean, k["kid_mean_float32_features"]
+    );
     // explicit indices reproduce the same draws; one subset of everything is the
     // full-set unbiased MMD2
     let m = opts.subset_size;
