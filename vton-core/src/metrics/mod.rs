@@ -15,6 +15,25 @@
 //! (uint8 images are exact there; float images are widened); LPIPS and the Inception
 //! features run on a burn [`Device`](burn::tensor::Device) in float32, and FID / KID
 //! statistics are accumulated in float64.
+//!
+//! ```no_run
+//! use vton_core::metrics::*;
+//! # fn main() -> vton_core::Result<()> {
+//! let device = vton_core::default_device();
+//! let (pred, gt) = (MetricImage::read("pred/00001_00.png")?, MetricImage::read("gt/00001_00.jpg")?);
+//! let s = ssim(&pred, &gt, SsimConvention::SkimageGaussian, 255.0)?;
+//! let p = psnr(&pred, &gt, 255.0)?;
+//! let lpips = Lpips::from_checkpoint("alexnet-owt-7be5be79.pth", LpipsNet::Alex, None, &device)?;
+//! let x0 = MetricImage::batch_tensor(&[&pred], 2.0 / 255.0, -1.0, &device)?; // [-1, 1]
+//! let x1 = MetricImage::batch_tensor(&[&gt], 2.0 / 255.0, -1.0, &device)?;
+//! let d = lpips.distance(x0, x1)?[0];
+//! let mut fid = Fid::from_checkpoint("pt_inception-2015-12-05-6726825d.pth", &device)?;
+//! fid.update(MetricImage::batch_tensor(&[&gt], 1.0 / 255.0, 0.0, &device)?, true)?; // [0, 1]
+//! fid.update(MetricImage::batch_tensor(&[&pred], 1.0 / 255.0, 0.0, &device)?, false)?;
+//! // (FID needs at least two images per set)
+//! println!("SSIM {s:.4}  PSNR {p:.2} dB  LPIPS {d:.4}  FID {:.2}", fid.compute()?.value);
+//! # Ok(()) }
+//! ```
 
 pub mod fid;
 pub mod image;
