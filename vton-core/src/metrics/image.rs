@@ -30,31 +30,9 @@ impl MetricImage {
         channels: usize,
         pixels: &[u8],
     ) -> Result<Self> {
-        check_dims(height, width, channels)?;
-        if pixels.len() != height * width * channels {
-            return Err(VtonError::Shape {
-                what: "8-bit image".into(),
-                expected: format!(
-                    "{height} x {width} x {channels} = {} bytes",
-                    height * width * channels
-                ),
-                actual: vec![pixels.len()],
-            });
-        }
-        let plane = height * width;
-        let mut data = vec![0f64; plane * channels];
-        for (i, px) in pixels.chunks_exact(channels).enumerate() {
-            for (c, &v) in px.iter().enumerate() {
-                data[c * plane + i] = v as f64;
-            }
-        }
-        Ok(Self {
-            channels,
-            height,
-            width,
-            data,
-            from_u8: true,
-        })
+        let mut img = Self::from_interleaved(height, width, channels, pixels, "8-bit image")?;
+        img.from_u8 = true;
+        Ok(img)
     }
 
     /// From interleaved float values (`H x W x C`), kept as they are.
@@ -64,10 +42,20 @@ impl MetricImage {
         channels: usize,
         values: &[f32],
     ) -> Result<Self> {
+        Self::from_interleaved(height, width, channels, values, "float image")
+    }
+
+    fn from_interleaved<T: Copy + Into<f64>>(
+        height: usize,
+        width: usize,
+        channels: usize,
+        values: &[T],
+        what: &str,
+    ) -> Result<Self> {
         check_dims(height, width, channels)?;
         if values.len() != height * width * channels {
             return Err(VtonError::Shape {
-                what: "float image".into(),
+                what: what.into(),
                 expected: format!("{height} x {width} x {channels} values"),
                 actual: vec![values.len()],
             });
@@ -76,7 +64,7 @@ impl MetricImage {
         let mut data = vec![0f64; plane * channels];
         for (i, px) in values.chunks_exact(channels).enumerate() {
             for (c, &v) in px.iter().enumerate() {
-                data[c * plane + i] = v as f64;
+                data[c * plane + i] = v.into();
             }
         }
         Ok(Self {

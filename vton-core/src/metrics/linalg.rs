@@ -8,48 +8,33 @@ use crate::error::{Result, VtonError};
 /// `C = A B` for row-major `A` (`m x k`) and `B` (`k x n`).
 pub fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
     assert_eq!(a.len(), m * k);
-    assert_eq!(b.len(), k * n);
-    let mut c = vec![0f64; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return c;
-    }
-    // SAFETY: every pointer spans the slice it comes from with the strides given
-    // (row-major: column stride 1, row stride = the row length), and `c` is not aliased.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
-    }
-    c
+    gemm_rowmajor_b(a, 1, k as isize, b, m, k, n)
 }
 
 /// `C = A^T B` for row-major `A` (`k x m`) and `B` (`k x n`).
 pub fn matmul_tn(a: &[f64], b: &[f64], k: usize, m: usize, n: usize) -> Vec<f64> {
     assert_eq!(a.len(), k * m);
+    // A^T is A read with column stride m and row stride 1
+    gemm_rowmajor_b(a, m as isize, 1, b, m, k, n)
+}
+
+/// `m x n` = (`m x k` view of `a` with the given strides) times row-major `b` (`k x n`).
+fn gemm_rowmajor_b(
+    a: &[f64],
+    a_cs: isize,
+    a_rs: isize,
+    b: &[f64],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f64> {
     assert_eq!(b.len(), k * n);
     let mut c = vec![0f64; m * n];
     if m == 0 || n == 0 || k == 0 {
         return c;
     }
-    // SAFETY: A^T is A read with column stride m and row stride 1; bounds as in `matmul`.
+    // SAFETY: the callers check that `a` holds m * k values and `b` k * n; with the strides
+    // given every read stays inside them, `c` holds m * n values and is not aliased.
     unsafe {
         gemm::gemm(
             m,
@@ -60,8 +45,8 @@ pub fn matmul_tn(a: &[f64], b: &[f64], k: usize, m: usize, n: usize) -> Vec<f64>
             n as isize,
             false,
             a.as_ptr(),
-            m as isize,
-            1,
+            a_cs,
+            a_rs,
             b.as_ptr(),
             1,
             n as isize,
