@@ -8,14 +8,15 @@
 //!
 //! `tr sqrt(S1 S2)`: pytorch-fid takes scipy's `sqrtm` of the non-symmetric product and
 //! keeps the real part of its trace. For covariance matrices `S1 S2` has the eigenvalues
-//! of the symmetric `S1^(1/2) S2 S1^(1/2)`, which are real and non-negative, so vton sums
-//! the square roots of those (two symmetric eigen-decompositions in float64). That is the
-//! trace of the principal square root that `sqrtm` approximates; rounding below zero
-//! (singular statistics: fewer images than dimensions + 1) is clamped to 0 and the most
-//! negative eigenvalue is reported. pytorch-fid's 1e-6 I offset is applied on the same
+//! of the symmetric `R S2 R^T` for any factor `S1 = R^T R`, which are real and
+//! non-negative, so vton factors `S1` by a pivoted Cholesky (which also finds its rank:
+//! fewer images than dimensions + 1 give a singular `S1`) and sums the square roots of
+//! those eigenvalues, in float64. That is the trace of the principal square root that
+//! `sqrtm` approximates; rounding below zero is clamped to 0 and the most negative
+//! eigenvalue is reported. pytorch-fid's 1e-6 I offset is applied on the same
 //! condition as there, a non-finite result.
 
-use super::linalg::{matmul, matmul_tn, symmetric_eigen};
+use super::linalg::{matmul, matmul_nt, matmul_tn, pivoted_cholesky, symmetric_eigen};
 use crate::error::{Result, VtonError};
 use crate::models::inception::FidInceptionV3;
 use burn::tensor::Tensor;
@@ -255,24 +256,19 @@ pub fn frechet_distance(
     })
 }
 
-/// `tr sqrt(S1 S2)` via the eigenvalues of `S1^(1/2) S2 S1^(1/2)`; also the most
-/// negative eigenvalue met (0 if none).
+/// `tr sqrt(S1 S2)`: with `S1 = R^T R` (pivoted Cholesky, `R` of the numerical rank),
+/// `S1 S2` has the eigenvalues of the symmetric `R S2 R^T`; the sum of their square roots.
+/// Also the most negative eigenvalue met (0 if none).
 fn trace_sqrt_product(s1: &[f64], s2: &[f64], d: usize) -> Result<(f64, f64)> {
-    let e1 = symmetric_eigen(s1, d, true)?;
-    let v = e1.vectors.expect("asked for vectors");
-    let mut min_ev = e1.values.first().copied().unwrap_or(0.0).min(0.0);
-    let root: Vec<f64> = e1.values.iter().map(|&l| l.max(0.0).sqrt()).collect();
-    // B = V^T S2 V, then M = diag(root) B diag(root)
-    let s2v = matmul(s2, &v, d, d, d);
-    let mut b = matmul_tn(&v, &s2v, d, d, d);
-    for i in 0..d {
-        for j in 0..d {
-            b[i * d + j] *= root[i] * root[j];
-        }
+    let (r_rows, rank) = pivoted_cholesky(s1, d)?;
+    if rank == 0 {
+        return Ok((0.0, 0.0));
     }
-    let e2 = symmetric_eigen(&b, d, false)?;
-    min_ev = min_ev.min(e2.values.first().copied().unwrap_or(0.0));
-    let tr = e2.values.iter().map(|&l| l.max(0.0).sqrt()).sum();
+    let rs2 = matmul(&r_rows, s2, rank, d, d);
+    let m = matmul_nt(&rs2, &r_rows, rank, d, rank);
+    let e = symmetric_eigen(&m, rank, false)?;
+    let min_ev = e.values.first().copied().unwrap_or(0.0).min(0.0);
+    let tr = e.values.iter().map(|&l| l.max(0.0).sqrt()).sum();
     Ok((tr, min_ev))
 }
 

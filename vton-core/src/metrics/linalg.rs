@@ -18,6 +18,87 @@ pub fn matmul_tn(a: &[f64], b: &[f64], k: usize, m: usize, n: usize) -> Vec<f64>
     gemm_rowmajor_b(a, m as isize, 1, b, m, k, n)
 }
 
+/// `C = A B^T` for row-major `A` (`m x k`) and `B` (`n x k`).
+pub fn matmul_nt(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    assert_eq!(a.len(), m * k);
+    assert_eq!(b.len(), n * k);
+    // C^T = B A^T: compute it as (n x k)(k x m) with A^T read through strides, then
+    // transpose the small result.
+    let ct = gemm_rowmajor_b(b, 1, k as isize, &transpose(a, m, k), n, k, m);
+    transpose(&ct, n, m)
+}
+
+/// The transpose of a row-major `rows x cols` matrix.
+pub fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut t = vec![0f64; rows * cols];
+    for i in 0..rows {
+        for j in 0..cols {
+            t[j * rows + i] = a[i * cols + j];
+        }
+    }
+    t
+}
+
+/// Pivoted Cholesky of a symmetric positive semi-definite `n x n` matrix: rows `l` (`r x n`)
+/// with `A ~ l^T l`, stopping when every remaining pivot is below
+/// `n * eps * max(diag(A))` (so `r` is the numerical rank). Left-looking: each new row is
+/// one column of A minus the earlier rows' contributions.
+pub fn pivoted_cholesky(a: &[f64], n: usize) -> Result<(Vec<f64>, usize)> {
+    if a.len() != n * n {
+        return Err(VtonError::Shape {
+            what: "symmetric matrix".into(),
+            expected: format!("{n} x {n}"),
+            actual: vec![a.len()],
+        });
+    }
+    let mut diag: Vec<f64> = (0..n).map(|i| a[i * n + i]).collect();
+    let max_diag = diag.iter().cloned().fold(0f64, f64::max);
+    let tol = n as f64 * f64::EPSILON * max_diag;
+    let mut used = vec![false; n];
+    let mut rows: Vec<f64> = Vec::new();
+    let mut r = 0;
+    while r < n {
+        let (mut p, mut best) = (usize::MAX, tol);
+        for i in 0..n {
+            if !used[i] && diag[i] > best {
+                best = diag[i];
+                p = i;
+            }
+        }
+        if p == usize::MAX {
+            break;
+        }
+        let pivot = diag[p].sqrt();
+        let mut row: Vec<f64> = a[p * n..(p + 1) * n].to_vec();
+        for t in 0..r {
+            let prev = &rows[t * n..(t + 1) * n];
+            let f = prev[p];
+            if f != 0.0 {
+                for (x, y) in row.iter_mut().zip(prev) {
+                    *x -= f * y;
+                }
+            }
+        }
+        used[p] = true;
+        for i in 0..n {
+            if used[i] && i != p {
+                row[i] = 0.0;
+            } else {
+                row[i] /= pivot;
+            }
+        }
+        row[p] = pivot;
+        for i in 0..n {
+            if !used[i] {
+                diag[i] -= row[i] * row[i];
+            }
+        }
+        rows.extend_from_slice(&row);
+        r += 1;
+    }
+    Ok((rows, r))
+}
+
 /// `m x n` = (`m x k` view of `a` with the given strides) times row-major `b` (`k x n`).
 fn gemm_rowmajor_b(
     a: &[f64],
@@ -359,6 +440,28 @@ mod tests {
                 assert!((x - y).abs() < 1e-12 * (1.0 + y.abs()) * n as f64);
             }
         }
+    }
+
+    #[test]
+    fn pivoted_cholesky_finds_the_rank_and_reconstructs() {
+        // G^T G of a 5 x 9 G: rank 5 in 9 dimensions
+        let g = random_sym(9, 11)[..45].to_vec();
+        let a = matmul_tn(&g, &g, 5, 9, 9);
+        let (l, r) = pivoted_cholesky(&a, 9).unwrap();
+        assert_eq!(r, 5);
+        let back = matmul_tn(&l, &l, r, 9, 9);
+        let err = back
+            .iter()
+            .zip(&a)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f64, f64::max);
+        assert!(err < 1e-12, "{err}");
+        // and A B^T through matmul_nt equals the explicit product
+        let b = random_sym(9, 5)[..27].to_vec(); // 3 x 9
+        let nt = matmul_nt(&g, &b, 5, 9, 3);
+        let explicit = matmul(&g, &transpose(&b, 3, 9), 5, 9, 3);
+        assert!(nt.iter().zip(&explicit).all(|(x, y)| (x - y).abs() < 1e-13));
+        assert!(pivoted_cholesky(&a, 8).is_err());
     }
 
     #[test]
