@@ -563,3 +563,35 @@ fn names_and_thread_safety() {
         vec![8, 16, 32, 48, 48, 64, 64]
     );
 }
+
+/// The path users take: a full-width torchvision checkpoint saved by `torch.save` (zip
+/// format, classifier included: ignored) and the lpips v0.1 lin layers vton bundles,
+/// against lpips 0.1.4 with its own bundled layers
+/// (scripts/fixtures/make_lpips_fullwidth.py; random squeezenet1_1 weights).
+#[test]
+fn full_width_torchvision_checkpoint_with_the_bundled_lin_layers() {
+    let dev = common::test_device();
+    let t = fixture().tensors;
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixture("metrics/lpips_fullwidth_squeeze.json")).unwrap(),
+    )
+    .unwrap();
+    let model = Lpips::from_checkpoint(
+        common::fixture("metrics/squeezenet1_1-random.pth"),
+        LpipsNet::Squeeze,
+        None,
+        &dev,
+    )
+    .unwrap();
+    assert_eq!(model.tap_channels(), vec![64, 128, 256, 384, 384, 512, 512]);
+    for (i, want) in refs["lpips_squeeze_m1p1"].as_object().unwrap() {
+        let a = image(&t, &format!("pair.{i}.a_u8"), m1p1, &dev);
+        let b = image(&t, &format!("pair.{i}.b_u8"), m1p1, &dev);
+        let got = model.distance(a, b).unwrap()[0] as f64;
+        check(
+            &format!("full-width squeeze, pair {i}"),
+            got,
+            want.as_f64().unwrap(),
+        );
+    }
+}
