@@ -10,6 +10,13 @@
 #include <stdlib.h>
 
 /*
+ The most KID draws (`subsets * subset_size`) one call makes: their indices are held in
+ memory (16 bytes a draw), so an absurd count is refused rather than exhausting memory.
+ torch-fidelity's default is 100 x 1000.
+ */
+#define VTON_KID_MAX_DRAWS 100000000
+
+/*
  Status codes. Numbers are part of the ABI and never reused.
  */
 typedef enum vton_status {
@@ -76,6 +83,13 @@ typedef enum vton_gan_method {
 } vton_gan_method;
 
 /*
+ FID and KID state (opaque): pytorch-fid's Inception network, the streaming FID
+ statistics of the real and the generated set, and every image's features for KID.
+ Free with `vton_fid_free`.
+ */
+typedef struct vton_fid vton_fid;
+
+/*
  A loaded CP-VTON+ or HR-VITON pipeline (opaque).
  */
 typedef struct vton_gan_pipeline vton_gan_pipeline;
@@ -89,6 +103,11 @@ typedef struct vton_image vton_image;
  Inputs of a try-on, built up by the `vton_inputs_*` functions.
  */
 typedef struct vton_inputs vton_inputs;
+
+/*
+ A loaded LPIPS model (opaque); free with `vton_lpips_free`.
+ */
+typedef struct vton_lpips vton_lpips;
 
 /*
  A loaded latent-diffusion try-on pipeline (opaque).
@@ -461,6 +480,132 @@ enum vton_status vton_inputs_set_agnostic_rgb(struct vton_inputs *inputs,
                                               const uint8_t *rgb,
                                               uint32_t width,
                                               uint32_t height);
+
+/*
+ PSNR of two images as scikit-image's `peak_signal_noise_ratio(a, b, data_range)`
+ (float64 MSE over every value): `10 log10(data_range^2 / MSE)` in dB, `+inf` for
+ identical images. `data_range` is 255 for 8-bit images as scikit-image infers it.
+ */
+enum vton_status vton_metrics_psnr(const uint8_t *a,
+                                   const uint8_t *b,
+                                   size_t height,
+                                   size_t width,
+                                   size_t channels,
+                                   double data_range,
+                                   double *out);
+
+/*
+ SSIM of two images under a named convention: `"skimage-gaussian"` (NULL; scikit-image
+ `gaussian_weights=True, sigma=1.5, use_sample_covariance=False`, the usual try-on
+ setting), `"skimage-default"` (7x7 uniform window, sample covariance),
+ `"pytorch-msssim"`, `"torchmetrics"` (>= 1.4.2), `"torchmetrics-1.4.1"`. The mean over
+ channels. Images smaller than the window (11 px, 7 for skimage-default) and unknown
+ conventions are `VTON_STATUS_INVALID_ARGUMENT`.
+ */
+enum vton_status vton_metrics_ssim(const uint8_t *a,
+                                   const uint8_t *b,
+                                   size_t height,
+                                   size_t width,
+                                   size_t channels,
+                                   double data_range,
+                                   const char *convention,
+                                   double *out);
+
+/*
+ MS-SSIM of two images as pytorch-msssim 1.0 `ms_ssim` (five scales, Gaussian 11,
+ sigma 1.5): the shorter side must exceed 160 px (`VTON_STATUS_INVALID_ARGUMENT`
+ otherwise, where pytorch-msssim asserts).
+ */
+enum vton_status vton_metrics_ms_ssim(const uint8_t *a,
+                                      const uint8_t *b,
+                                      size_t height,
+                                      size_t width,
+                                      size_t channels,
+                                      double data_range,
+                                      double *out);
+
+/*
+ Loads LPIPS (lpips 0.1.4, v0.1). `backbone`: the torchvision checkpoint
+ (`alexnet-owt-*.pth`, `squeezenet1_1-*.pth`, `vgg16-*.pth`; `features.N.*` keys, at the
+ root or under one prefix) or a whole `lpips.LPIPS` state dict. `net`: `"alex"`,
+ `"squeeze"` or `"vgg"` (NULL: `"alex"`, lpips' default). `lin`: a file with the linear
+ layers (`lin<k>.model.1.weight`, at the root or under one prefix); NULL takes the
+ backbone file's own lin layers when it has them, else the lpips 0.1.4 v0.1 layers
+ bundled with vton. Unknown nets are `VTON_STATUS_INVALID_ARGUMENT`, weights that do not
+ fit `VTON_STATUS_CHECKPOINT`. On success `*out` is a new model.
+ */
+enum vton_status vton_lpips_load(const char *backbone,
+                                 const char *net,
+                                 const char *lin,
+                                 struct vton_lpips **out);
+
+/*
+ The LPIPS distance of two interleaved 8-bit RGB images of `height x width` (mapped to
+ `[-1, 1]` as lpips expects). Images smaller than the backbone allows (alex 31 px,
+ vgg 16, squeeze 17) are `VTON_STATUS_INVALID_ARGUMENT`.
+ */
+enum vton_status vton_lpips_distance(const struct vton_lpips *lpips,
+                                     const uint8_t *a,
+                                     const uint8_t *b,
+                                     size_t height,
+                                     size_t width,
+                                     float *out);
+
+/*
+ Frees an LPIPS model (NULL is ignored).
+ */
+void vton_lpips_free(struct vton_lpips *lpips);
+
+/*
+ Loads pytorch-fid's InceptionV3 from `inception_checkpoint`
+ (`pt_inception-2015-12-05-6726825d.pth`, or safetensors with its keys, at the root or
+ under one prefix; widths are read from the file). On success `*out` is a new state
+ with both sets empty.
+ */
+enum vton_status vton_fid_load(const char *inception_checkpoint, struct vton_fid **out);
+
+/*
+ Adds one interleaved 8-bit RGB image (`height x width`, any size: resized to 299x299
+ inside the network as pytorch-fid does) to the real (`real` non-zero) or the generated
+ set. On error nothing is added.
+ */
+enum vton_status vton_fid_update(struct vton_fid *fid,
+                                 const uint8_t *image,
+                                 size_t height,
+                                 size_t width,
+                                 int32_t real);
+
+/*
+ The number of images added to the real (`real` non-zero) or the generated set (0 for
+ NULL).
+ */
+size_t vton_fid_count(const struct vton_fid *fid, int32_t real);
+
+/*
+ The FID between the two sets (pytorch-fid 0.3.0: `np.cov` statistics, the trace of the
+ principal square root). Each set needs at least 2 images (`VTON_STATUS_INVALID_ARGUMENT`
+ otherwise).
+ */
+enum vton_status vton_fid_compute(const struct vton_fid *fid, double *out);
+
+/*
+ KID between the two sets as torch-fidelity 0.4.0 computes it: `subsets` subsets of
+ `subset_size` images of each set drawn by `np.random.RandomState(2020)`, cubic
+ polynomial kernel, unbiased MMD^2; `*mean` and `*stddev` (`np.std`) over the subsets.
+ torch-fidelity's defaults are 100 subsets of 1000. `subsets` 0, `subset_size` under 2
+ or above either set's size, and more than [`VTON_KID_MAX_DRAWS`] draws in all
+ (`subsets * subset_size`) are `VTON_STATUS_INVALID_ARGUMENT`.
+ */
+enum vton_status vton_fid_compute_kid(const struct vton_fid *fid,
+                                      size_t subsets,
+                                      size_t subset_size,
+                                      double *mean,
+                                      double *stddev);
+
+/*
+ Frees FID / KID state (NULL is ignored).
+ */
+void vton_fid_free(struct vton_fid *fid);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -675,5 +675,7 @@ pub unsafe extern "C" fn vton_image_free(image: *mut vton_image) {
 
 mod estimate;
 mod gan;
+mod metrics;
 pub use estimate::*;
 pub use gan::*;
+pub use metrics::*;
