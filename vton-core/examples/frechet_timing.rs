@@ -7,7 +7,9 @@ fn main() -> vton_core::Result<()> {
     let n = 3000;
     let mut s: u64 = 1;
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 40) as f32 / (1u64 << 24) as f32).max(0.0)
     };
     let mut a = FeatureStatistics::new(d);
@@ -19,13 +21,20 @@ fn main() -> vton_core::Result<()> {
         a.update(&fa)?;
         b.update(&fb)?;
     }
-    println!("statistics of 2 x {n} features: {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "statistics of 2 x {n} features: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     if std::env::var("PHASES").is_ok() {
         phases(&a.covariance()?, d);
     }
     let t = Instant::now();
     let fd = frechet_distance(a.mean(), &a.covariance()?, b.mean(), &b.covariance()?)?;
-    println!("Fréchet distance at d = {d}: {:.2} s (value {:.4})", t.elapsed().as_secs_f64(), fd.value);
+    println!(
+        "Fréchet distance at d = {d}: {:.2} s (value {:.4})",
+        t.elapsed().as_secs_f64(),
+        fd.value
+    );
     Ok(())
 }
 
