@@ -18,17 +18,11 @@ use vton_core::metrics::{
     self as vm, Fid, KidOptions, Lpips, LpipsNet, MetricImage, MsSsimOptions, SsimConvention,
 };
 use vton_core::models::inception::FidInceptionV3;
-use vton_core::weights::Checkpoint;
 
 use crate::vton_status::*;
 use crate::{core, guard, null, path_arg, vton_status};
 
 type Failure = (vton_status, String);
-
-/// The key every set of LPIPS lin layers has (lpips' `weights/v0.1/<net>.pth` layout).
-const LIN_PROBE: &str = "lin0.model.1.weight";
-/// The first backbone conv of every torchvision `features` stack.
-const BACKBONE_PROBE: &str = "features.0.weight";
 
 /// The most KID draws (`subsets * subset_size`) one call makes: their indices are held in
 /// memory (16 bytes a draw), so an absurd count is refused rather than exhausting memory.
@@ -191,25 +185,7 @@ pub struct vton_lpips {
 /// dict; `lin` with `lin<k>.model.1.weight` (at the root or under one prefix). Without
 /// `lin`, the backbone file's own lin layers when it has them, else the bundled ones.
 fn load_lpips(backbone: &Path, net: LpipsNet, lin: Option<&Path>) -> vton_core::Result<Lpips> {
-    let ck = Checkpoint::open(backbone)?;
-    let whole_lpips = ck.keys().any(|k| k.starts_with("net.slice"));
-    let lin_ck = match lin {
-        Some(path) => Checkpoint::open(path)?.rooted_at(LIN_PROBE),
-        None => {
-            let own = ck.clone().rooted_at(LIN_PROBE);
-            if own.contains(LIN_PROBE) || own.contains("lins.0.model.1.weight") {
-                own
-            } else {
-                net.bundled_lin()?
-            }
-        }
-    };
-    let backbone_ck = if whole_lpips {
-        ck
-    } else {
-        ck.rooted_at(BACKBONE_PROBE)
-    };
-    Lpips::from_checkpoints(&backbone_ck, &lin_ck, net, &default_device())
+    Lpips::from_checkpoint(backbone, net, lin, &default_device())
 }
 
 /// Loads LPIPS (lpips 0.1.4, v0.1). `backbone`: the torchvision checkpoint

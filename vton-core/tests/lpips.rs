@@ -291,10 +291,19 @@ fn expect_config_error(r: vton_core::Result<Lpips>, needle: &str) {
 fn width_mismatch_and_wrong_checkpoints_are_errors() {
     let dev = vton_core::default_device();
     for net in LpipsNet::all() {
-        // The reduced fixture backbone with the bundled full-width lin layers (the
-        // backbone is found under its prefix; lin None = the bundled layers).
-        let r = Lpips::from_checkpoint(weights_file(net), net, None, &dev);
-        expect_config_error(r, "another width of the backbone");
+        // The fixture file holds both parts under prefixes: with lin None its own lin
+        // layers are found and used (a backbone-only file gets the bundled ones: see
+        // full_width_torchvision_checkpoint_with_the_bundled_lin_layers).
+        let own = Lpips::from_checkpoint(weights_file(net), net, None, &dev).unwrap();
+        let fixture_model = fixture_model(net, &dev);
+        let t = fixture().tensors;
+        let x = || image(&t, "pair.6.a_u8", m1p1, &dev);
+        let y = || image(&t, "pair.6.b_u8", m1p1, &dev);
+        assert_eq!(
+            own.distance(x(), y()).unwrap(),
+            fixture_model.distance(x(), y()).unwrap()
+        );
+        // The reduced backbone with the bundled full-width lin layers.
         let ck = Checkpoint::open(weights_file(net)).unwrap();
         let prefix = format!("lpips_{}.backbone.", net.name());
         let backbone = ck.map_keys(|k| k.strip_prefix(&prefix).map(str::to_string));

@@ -22,15 +22,9 @@ use vton_core::metrics::{
     MetricImage, MsSsimOptions, SsimConvention,
 };
 use vton_core::models::inception::FidInceptionV3;
-use vton_core::weights::Checkpoint;
 use vton_core::{default_device, VtonError};
 
 use crate::{bad, shape_of, tensor4, to_py_err, to_vec};
-
-/// The key every set of LPIPS lin layers has (lpips' `weights/v0.1/<net>.pth` layout).
-const LIN_PROBE: &str = "lin0.model.1.weight";
-/// The first backbone conv of every torchvision `features` stack.
-const BACKBONE_PROBE: &str = "features.0.weight";
 
 // ---------------------------------------------------------------------------------------
 // Pixel metrics
@@ -187,26 +181,7 @@ fn _ms_ssim(
 /// file's own lin layers are used when it has them (also under a prefix), else the lpips
 /// 0.1.4 v0.1 layers bundled with vton.
 fn load_lpips(backbone: &Path, net: LpipsNet, lin: Option<&Path>) -> vton_core::Result<CoreLpips> {
-    let device = default_device();
-    let ck = Checkpoint::open(backbone)?;
-    let whole_lpips = ck.keys().any(|k| k.starts_with("net.slice"));
-    let lin_ck = match lin {
-        Some(path) => Checkpoint::open(path)?.rooted_at(LIN_PROBE),
-        None => {
-            let own = ck.clone().rooted_at(LIN_PROBE);
-            if own.contains(LIN_PROBE) || own.contains("lins.0.model.1.weight") {
-                own
-            } else {
-                net.bundled_lin()?
-            }
-        }
-    };
-    let backbone_ck = if whole_lpips {
-        ck
-    } else {
-        ck.rooted_at(BACKBONE_PROBE)
-    };
-    CoreLpips::from_checkpoints(&backbone_ck, &lin_ck, net, &device)
+    CoreLpips::from_checkpoint(backbone, net, lin, &default_device())
 }
 
 fn normalization_from(name: &str) -> PyResult<LpipsNormalization> {

@@ -178,31 +178,37 @@ impl Lpips {
     /// `vgg16-*.pth`: keys `features.N.*`; `classifier.*` is ignored), or a whole
     /// `lpips.LPIPS` state dict (keys `net.slice<k>.<N>.*`, `lin<k>.model.1.weight`,
     /// `scaling_layer.*`). `lin`: a file with `lin<k>.model.1.weight` keys (lpips'
-    /// `weights/v0.1/<net>.pth` layout). With `None`, the backbone file's own lin layers
-    /// are used when it has them (an `lpips.LPIPS` state dict), else the bundled lpips
-    /// 0.1.4 v0.1 layers for `net`.
+    /// `weights/v0.1/<net>.pth` layout, at the root or under one prefix). With `None`, the
+    /// backbone file's own lin layers are used when it has them (an `lpips.LPIPS` state
+    /// dict, or both parts under prefixes), else the bundled lpips 0.1.4 v0.1 layers for
+    /// `net`.
     pub fn from_checkpoint(
         backbone: impl AsRef<Path>,
         net: LpipsNet,
         lin: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        const LIN_PROBE: &str = "lin0.model.1.weight";
         let ck = Checkpoint::open(backbone)?;
-        let whole_lpips = ck.keys().any(|k| k.starts_with("net.slice"));
-        let (backbone_ck, own_lin) = if whole_lpips {
-            let lin_part = ck
-                .clone()
-                .map_keys(|k| (!k.starts_with("net.")).then(|| k.to_string()));
-            (ck.map_keys(lpips_net_key), Some(lin_part))
-        } else {
-            // A backbone stored under a prefix (`<model>.backbone.features.*`) is found.
-            (ck.rooted_at("features.0.weight"), None)
-        };
-        let lin_ck = match (lin, own_lin) {
+        let lin_ck = match lin {
             // lin layers stored under a prefix (`<model>.lin.lin0.*`) are found too
-            (Some(path), _) => Checkpoint::open(path)?.rooted_at("lin0.model.1.weight"),
-            (None, Some(own)) => own,
-            (None, None) => net.bundled_lin()?,
+            Some(path) => Checkpoint::open(path)?.rooted_at(LIN_PROBE),
+            None => {
+                // the backbone file's own lin layers (a whole lpips.LPIPS state dict, or a
+                // file holding both parts under prefixes), else the bundled ones
+                let own = ck.clone().rooted_at(LIN_PROBE);
+                if own.contains(LIN_PROBE) || own.contains("lins.0.model.1.weight") {
+                    own
+                } else {
+                    net.bundled_lin()?
+                }
+            }
+        };
+        let backbone_ck = if ck.keys().any(|k| k.starts_with("net.slice")) {
+            ck
+        } else {
+            // a backbone stored under a prefix (`<model>.backbone.features.*`) is found
+            ck.rooted_at("features.0.weight")
         };
         Self::from_checkpoints(&backbone_ck, &lin_ck, net, device)
     }
