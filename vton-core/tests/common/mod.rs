@@ -16,43 +16,56 @@ pub fn example(rel: &str) -> PathBuf {
     root().join("examples").join(rel)
 }
 
-/// Reads every f32 (and i64, as f32) tensor of a safetensors file: name -> (shape, values).
-pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+/// Every tensor of a safetensors file: (name, dtype, shape, raw little-endian bytes).
+fn raw_tensors(path: &PathBuf) -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
     let bytes = std::fs::read(path).expect("fixture readable");
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data = &bytes[8 + n..];
-    let mut out = HashMap::new();
-    for (k, v) in header.as_object().unwrap() {
-        if k == "__metadata__" || (v["dtype"] != "F32" && v["dtype"] != "I64") {
-            continue;
-        }
-        let int64 = v["dtype"] == "I64";
-        let shape: Vec<usize> = v["shape"]
-            .as_array()
+    let dims = |v: &serde_json::Value| -> Vec<usize> {
+        v.as_array()
             .unwrap()
             .iter()
             .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let off: Vec<usize> = v["data_offsets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let raw = &data[off[0]..off[1]];
-        let vals = if int64 {
-            raw.chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect()
-        } else {
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect()
-        };
-        out.insert(k.clone(), (shape, vals));
-    }
-    out
+            .collect()
+    };
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let off = dims(&v["data_offsets"]);
+            let dtype = v["dtype"].as_str().unwrap().to_string();
+            (
+                k.clone(),
+                dtype,
+                dims(&v["shape"]),
+                data[off[0]..off[1]].to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// Reads every f32 (and i64, as f32) tensor of a safetensors file: name -> (shape, values).
+pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    raw_tensors(path)
+        .into_iter()
+        .filter_map(|(k, dtype, shape, raw)| {
+            let vals: Vec<f32> = match dtype.as_str() {
+                "I64" => raw
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+                "F32" => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                _ => return None,
+            };
+            Some((k, (shape, vals)))
+        })
+        .collect()
 }
 
 /// Asserts `|got - want| <= atol + rtol * |want|` elementwise; returns the worst excess ratio.
@@ -114,45 +127,26 @@ pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
 /// Reads every tensor of a safetensors file as f64 (U8, I64, F32 and F64 accepted):
 /// name -> (shape, values). The metrics fixtures store uint8 images and float64 statistics.
 pub fn read_safetensors_f64(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
-    let bytes = std::fs::read(path).expect("fixture readable");
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let mut out = HashMap::new();
-    for (k, v) in header.as_object().unwrap() {
-        if k == "__metadata__" {
-            continue;
-        }
-        let shape: Vec<usize> = v["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let off: Vec<usize> = v["data_offsets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let raw = &data[off[0]..off[1]];
-        let vals: Vec<f64> = match v["dtype"].as_str().unwrap() {
-            "U8" => raw.iter().map(|&b| b as f64).collect(),
-            "I64" => raw
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            "F32" => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            "F64" => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            other => panic!("unexpected dtype {other} for {k}"),
-        };
-        out.insert(k.clone(), (shape, vals));
-    }
-    out
+    raw_tensors(path)
+        .into_iter()
+        .map(|(k, dtype, shape, raw)| {
+            let vals: Vec<f64> = match dtype.as_str() {
+                "U8" => raw.iter().map(|&b| b as f64).collect(),
+                "I64" => raw
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                "F32" => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                "F64" => raw
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                other => panic!("unexpected dtype {other} for {k}"),
+            };
+            (k, (shape, vals))
+        })
+        .collect()
 }
