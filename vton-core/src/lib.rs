@@ -30,6 +30,7 @@ pub mod pipelines;
 pub mod rng;
 pub mod schedulers;
 pub mod tflite;
+pub mod train;
 pub mod warp;
 pub mod weights;
 

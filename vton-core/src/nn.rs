@@ -5,13 +5,13 @@
 //! here so that eps and statistics follow PyTorch exactly. Every constructor checks the
 //! checkpoint's shapes against the configuration through the [`Loader`].
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
-use crate::weights::Loader;
+use crate::weights::{Loader, ParamKind, ParamLayout};
 
 /// `nn.Conv2d(cin, cout, k, stride, padding, bias)` from `name.weight` / `name.bias`.
 pub fn conv2d(
@@ -58,13 +58,18 @@ pub fn linear(l: &Loader, name: &str, din: usize, dout: usize, bias: bool) -> Re
     } else {
         None
     };
-    Ok(Linear {
-        weight: Param::from_tensor(Tensor::from_data(
-            TensorData::new(t, [din, dout]),
-            l.device(),
-        )),
-        bias,
-    })
+    let weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(t, [din, dout]),
+        l.device(),
+    ));
+    l.record(
+        &weight,
+        "weight",
+        &[dout, din],
+        ParamLayout::Transposed,
+        ParamKind::Trainable,
+    );
+    Ok(Linear { weight, bias })
 }
 
 /// `nn.GroupNorm(groups, channels, eps, affine=True)`.
@@ -122,7 +127,10 @@ impl LayerNorm {
     }
 }
 
-/// `nn.BatchNorm2d` in eval mode: running statistics, affine.
+/// `nn.BatchNorm2d`, affine. Eval mode normalises with the running statistics; inside
+/// [`train_mode`] it normalises with the batch statistics (biased variance), as PyTorch's
+/// `model.train()` does, and reports the running-statistics update (momentum, unbiased
+/// variance) for the trainer to apply.
 #[derive(Module, Debug)]
 pub struct BatchNorm2d {
     pub weight: Param<Tensor<1>>,
@@ -131,6 +139,8 @@ pub struct BatchNorm2d {
     pub running_var: Param<Tensor<1>>,
     #[module(skip)]
     pub eps: f64,
+    #[module(skip)]
+    pub momentum: f64,
 }
 
 impl BatchNorm2d {
@@ -140,18 +150,104 @@ impl BatchNorm2d {
         Ok(BatchNorm2d {
             weight: l.param("weight", [channels])?,
             bias: l.param("bias", [channels])?,
-            running_mean: l.param("running_mean", [channels])?,
-            running_var: l.param("running_var", [channels])?,
+            running_mean: l.buffer("running_mean", [channels])?,
+            running_var: l.buffer("running_var", [channels])?,
             eps,
+            momentum: 0.1,
         })
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let c = self.weight.dims()[0];
         let s = [1, c, 1, 1];
+        if training() {
+            let [b, _, h, w] = x.dims();
+            let n = b * h * w;
+            let mean = x.clone().mean_dims(&[0, 2, 3]); // [1, c, 1, 1]
+            let xc = x - mean.clone();
+            let var = xc.clone().square().mean_dims(&[0, 2, 3]);
+            let y = xc / var.clone().add_scalar(self.eps).sqrt();
+            let m = self.momentum;
+            let bessel = if n > 1 {
+                n as f64 / (n as f64 - 1.0)
+            } else {
+                1.0
+            };
+            let mean = mean.detach().reshape([c]).inner();
+            let var = var.detach().reshape([c]).inner();
+            let rm = self.running_mean.val().inner();
+            let rv = self.running_var.val().inner();
+            record_buffer_update(BufferUpdate {
+                id: self.running_mean.id,
+                value: rm.mul_scalar(1.0 - m) + mean.mul_scalar(m),
+                counter_of: Some(self.running_mean.id),
+            });
+            record_buffer_update(BufferUpdate {
+                id: self.running_var.id,
+                value: rv.mul_scalar(1.0 - m) + var.mul_scalar(m * bessel),
+                counter_of: None,
+            });
+            return y * self.weight.val().reshape(s) + self.bias.val().reshape(s);
+        }
         let scale = self.weight.val() / self.running_var.val().add_scalar(self.eps).sqrt();
         (x - self.running_mean.val().reshape(s)) * scale.reshape(s) + self.bias.val().reshape(s)
     }
+}
+
+/// A new value for a buffer (a BatchNorm running statistic) computed by a train-mode
+/// forward pass.
+#[derive(Debug, Clone)]
+pub struct BufferUpdate {
+    /// The parameter slot holding the buffer.
+    pub id: ParamId,
+    /// Its new value, without autodiff.
+    pub value: Tensor<1>,
+    /// Set on one buffer per BatchNorm layer (its `running_mean`): the layer's
+    /// `num_batches_tracked` counts one more forward.
+    pub counter_of: Option<ParamId>,
+}
+
+thread_local! {
+    static TRAIN_MODE: std::cell::RefCell<Option<Vec<BufferUpdate>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether the current thread runs a forward pass inside [`train_mode`].
+pub fn training() -> bool {
+    TRAIN_MODE.with(|t| t.borrow().is_some())
+}
+
+/// Reports a buffer update from inside a [`train_mode`] forward pass (no-op outside one).
+pub fn record_buffer_update(u: BufferUpdate) {
+    TRAIN_MODE.with(|t| {
+        if let Some(v) = t.borrow_mut().as_mut() {
+            v.push(u);
+        }
+    });
+}
+
+/// Runs `f` with the layers in PyTorch's train mode (BatchNorm on batch statistics) and
+/// returns its result with the buffer updates the forward passes produced, in call order.
+/// Nested calls are flattened into the outermost one.
+pub fn train_mode<R>(f: impl FnOnce() -> R) -> (R, Vec<BufferUpdate>) {
+    let outer = TRAIN_MODE.with(|t| t.borrow().is_some());
+    if outer {
+        return (f(), Vec::new());
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            TRAIN_MODE.with(|t| *t.borrow_mut() = None);
+        }
+    }
+    TRAIN_MODE.with(|t| *t.borrow_mut() = Some(Vec::new()));
+    let reset = Reset;
+    let r = f();
+    let updates = TRAIN_MODE
+        .with(|t| t.borrow_mut().take())
+        .unwrap_or_default();
+    drop(reset);
+    (r, updates)
 }
 
 /// Instance normalisation over H, W without affine parameters or running statistics

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
@@ -494,6 +494,37 @@ pub struct LoadReport {
 struct LoadState {
     used: BTreeSet<String>,
     missing: Vec<String>,
+    params: Vec<ParamRecord>,
+}
+
+/// How a parameter's tensor relates to the checkpoint tensor under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamLayout {
+    /// The same shape and element order.
+    Same,
+    /// A 2-d tensor stored transposed (`nn.Linear`'s `[out, in]` weight as burn's `[in, out]`).
+    Transposed,
+}
+
+/// Whether an optimiser updates a parameter or it is state the forward pass writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A trainable parameter (in PyTorch's `model.parameters()`).
+    Trainable,
+    /// A buffer (BatchNorm running statistics): saved in the state dict, never optimised.
+    Buffer,
+}
+
+/// One parameter a [`Loader`] created: its burn id and the checkpoint key it came from,
+/// so trainers can name gradients and write state dicts under the original keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamRecord {
+    pub id: ParamId,
+    pub key: String,
+    /// The checkpoint shape (PyTorch's).
+    pub shape: Vec<usize>,
+    pub layout: ParamLayout,
+    pub kind: ParamKind,
 }
 
 /// Reads a model's tensors from a [`Checkpoint`], under a key prefix.
@@ -597,7 +628,43 @@ impl<'c> Loader<'c> {
 
     /// Reads `name` as a parameter.
     pub fn param<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<D>>> {
-        Ok(Param::from_tensor(self.tensor(name, shape)?))
+        let p = Param::from_tensor(self.tensor(name, shape)?);
+        self.record(&p, name, &shape, ParamLayout::Same, ParamKind::Trainable);
+        Ok(p)
+    }
+
+    /// Reads `name` as a buffer held in a parameter slot (BatchNorm running statistics).
+    pub fn buffer<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>> {
+        let p = Param::from_tensor(self.tensor(name, shape)?);
+        self.record(&p, name, &shape, ParamLayout::Same, ParamKind::Buffer);
+        Ok(p)
+    }
+
+    /// Records that `param` holds the checkpoint tensor `name` (in `layout`).
+    pub fn record<const D: usize>(
+        &self,
+        param: &Param<Tensor<D>>,
+        name: &str,
+        checkpoint_shape: &[usize],
+        layout: ParamLayout,
+        kind: ParamKind,
+    ) {
+        self.state.borrow_mut().params.push(ParamRecord {
+            id: param.id,
+            key: self.key(name),
+            shape: checkpoint_shape.to_vec(),
+            layout,
+            kind,
+        });
+    }
+
+    /// Every parameter created through this loader (and its sub-loaders), in load order.
+    pub fn param_records(&self) -> Vec<ParamRecord> {
+        self.state.borrow().params.clone()
     }
 
     /// Reads `name` when present (optional biases).

@@ -531,9 +531,10 @@ impl SpadeNorm {
                 Some(BatchNorm2d {
                     weight: param(ones),
                     bias: param(zeros),
-                    running_mean: p.param("running_mean", [channels])?,
-                    running_var: p.param("running_var", [channels])?,
+                    running_mean: p.buffer("running_mean", [channels])?,
+                    running_var: p.buffer("running_var", [channels])?,
                     eps: 1e-5,
+                    momentum: 0.1,
                 })
             }
         };

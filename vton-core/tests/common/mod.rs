@@ -61,6 +61,11 @@ pub fn read_safetensors(path: &PathBuf) -> HashMap<String, (Vec<usize>, Vec<f32>
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
                     .collect(),
+                "U8" => raw.iter().map(|&b| b as f32).collect(),
+                "F64" => raw
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
                 _ => return None,
             };
             Some((k, (shape, vals)))

@@ -1,0 +1,1 @@
+//! Training checkpoints: state dicts as `.pth` and safetensors, optimiser state, atomic writes.

@@ -1,0 +1,1 @@
+//! Latent-diffusion U-Net fine-tuning (diffusers' training loop).

@@ -1,0 +1,1 @@
+//! Adversarial losses and the discriminators' training helpers.

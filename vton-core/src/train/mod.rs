@@ -1,0 +1,21 @@
+//! Training: the original scripts' training steps on burn autodiff, with PyTorch's
+//! optimisers and the original state-dict keys.
+//!
+//! - [`params`]: parameters named by checkpoint key (gradients, values, state dicts).
+//! - [`optim`]: Adam / AdamW, global-norm clipping and learning-rate schedules.
+//! - [`losses`], [`gan`]: the reference scripts' losses.
+//! - [`cpvton`], [`hrviton`], [`diffusion`]: one trainer per family.
+//! - [`checkpoint`], [`data`]: what a training run reads and writes.
+
+pub mod checkpoint;
+pub mod cpvton;
+pub mod data;
+pub mod diffusion;
+pub mod gan;
+pub mod hrviton;
+pub mod losses;
+pub mod optim;
+pub mod params;
+
+pub use optim::{clip_grad_norm, Adam, AdamConfig, AdamState, LrSchedule};
+pub use params::{HostTensor, NamedParams};
