@@ -6,6 +6,7 @@
 //! - [`losses`], [`gan`]: the reference scripts' losses.
 //! - [`cpvton`], [`hrviton`], [`diffusion`]: one trainer per family.
 //! - [`checkpoint`], [`data`]: what a training run reads and writes.
+//! - [`run`]: the loop (log, validation, checkpoints, resume, cancel).
 
 pub mod checkpoint;
 pub mod cpvton;
@@ -16,6 +17,7 @@ pub mod hrviton;
 pub mod losses;
 pub mod optim;
 pub mod params;
+pub mod run;
 
 pub use optim::{clip_grad_norm, Adam, AdamConfig, AdamState, LrSchedule};
 pub use params::{HostTensor, NamedParams};
