@@ -173,6 +173,41 @@ impl Checkpoint {
         })
     }
 
+    /// A checkpoint of float32 tensors held in memory (`key -> (shape, values)`), such as
+    /// a freshly initialised model; `name` stands for the path in messages.
+    pub fn from_f32_tensors(
+        name: &str,
+        tensors: impl IntoIterator<Item = (String, Vec<usize>, Vec<f32>)>,
+    ) -> Result<Self> {
+        let file = Arc::new(PathBuf::from(name));
+        let mut entries = BTreeMap::new();
+        for (k, shape, values) in tensors {
+            if shape.iter().product::<usize>() != values.len() {
+                return Err(checkpoint_err(
+                    Path::new(name),
+                    format!("{k}: shape {shape:?} does not hold {} values", values.len()),
+                ));
+            }
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            entries.insert(
+                k,
+                Entry {
+                    shape,
+                    source: Source::Memory {
+                        bytes: Arc::from(bytes.as_slice()),
+                        dtype: safetensors::Dtype::F32,
+                    },
+                    file: file.clone(),
+                },
+            );
+        }
+        Ok(Checkpoint {
+            entries: entries.into_iter().collect(),
+            name: name.to_string(),
+            stripped: Vec::new(),
+        })
+    }
+
     fn open_safetensors(path: &Path) -> Result<Self> {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;

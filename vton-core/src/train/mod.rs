@@ -13,6 +13,7 @@ pub mod cpvton;
 pub mod data;
 pub mod diffusion;
 pub mod gan;
+pub mod init;
 pub mod hrviton;
 pub mod losses;
 pub mod optim;

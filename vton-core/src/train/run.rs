@@ -1,6 +1,6 @@
 //! The training loop shared by every trainer: steps over a batch source, a JSONL log of
-//! every loss term, validation (SSIM / PSNR) with sample panels, checkpoints written
-//! atomically every `save_every` steps, resume from the newest complete checkpoint,
+//! every loss term, validation (SSIM / PSNR) with sample panels, checkpoints
+//! ([`crate::train::checkpoint::TrainingState`], written atomically) every `save_every` steps, resume from the newest complete checkpoint,
 //! and a clean stop (a save first) when the cancel flag is raised.
 //!
 //! burn-train's `Learner` is not used for the loop: it drives one model with one
@@ -24,6 +24,9 @@ use crate::error::{Result, VtonError};
 use crate::io::image::{RgbImage, ValueRange};
 use crate::metrics::image::MetricImage;
 use crate::metrics::ssim::{psnr, ssim, SsimConvention};
+use crate::train::checkpoint::{
+    complete_checkpoints, load_latest, step_dir, SaveOptions, TrainingState,
+};
 
 /// A batch: NCHW tensors under the dataset class's keys.
 pub type Batch = BTreeMap<String, Tensor<4>>;
@@ -51,11 +54,11 @@ pub trait Trainer {
     fn current_lr(&self) -> f64;
     /// Prediction and target on a batch, without training.
     fn validate(&self, batch: &Batch) -> Result<Validation>;
-    /// Writes everything resume needs into an (empty, new) directory: the model under the
-    /// original keys (`.pth` + safetensors), optimiser state, step, options.
-    fn save(&self, dir: &Path) -> Result<()>;
-    /// Restores what [`Trainer::save`] wrote.
-    fn load(&mut self, dir: &Path) -> Result<()>;
+    /// Everything resume needs: the model(s) under the original keys, optimiser state,
+    /// step, options.
+    fn training_state(&self) -> Result<TrainingState>;
+    /// Continues from a state [`Trainer::training_state`] produced.
+    fn restore(&mut self, state: TrainingState) -> Result<()>;
 }
 
 /// A source of batches (the data loader, or recorded batches in tests).
@@ -131,89 +134,15 @@ fn io_err(path: &Path, e: std::io::Error) -> VtonError {
     }
 }
 
-/// The checkpoints directory of a run.
-pub fn checkpoints_dir(out: &Path) -> PathBuf {
-    out.join("checkpoints")
-}
-
-/// The newest complete checkpoint of a run: `checkpoints/step_<N>` directories are only
-/// ever created by a rename of a fully written temporary directory, so any of them is
-/// complete; temporary ones are ignored.
-pub fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
-    let dir = checkpoints_dir(out);
-    if !dir.exists() {
-        return Ok(None);
-    }
-    let mut best: Option<(usize, PathBuf)> = None;
-    for e in fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
-        let e = e.map_err(|e| io_err(&dir, e))?;
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(n) = name
-            .strip_prefix("step_")
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(b, _)| n > *b) {
-            best = Some((n, e.path()));
-        }
-    }
-    Ok(best)
-}
-
-/// Saves the trainer into `checkpoints/step_<N>` atomically: written into a temporary
-/// sibling directory, synced, then renamed into place (a kill during the save leaves the
-/// previous checkpoints intact and at most a temporary directory behind).
-pub fn save_checkpoint(trainer: &dyn Trainer, out: &Path) -> Result<PathBuf> {
-    let dir = checkpoints_dir(out);
-    fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-    let step = trainer.steps_done();
-    let final_dir = dir.join(format!("step_{step:08}"));
-    let tmp = dir.join(format!(".tmp-step_{step:08}-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-    }
-    fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-    trainer.save(&tmp)?;
-    for e in fs::read_dir(&tmp).map_err(|e| io_err(&tmp, e))? {
-        let p = e.map_err(|e| io_err(&tmp, e))?.path();
-        if p.is_file() {
-            fs::File::open(&p)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_err(&p, e))?;
-        }
-    }
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(|e| io_err(&final_dir, e))?;
-    }
-    fs::rename(&tmp, &final_dir).map_err(|e| io_err(&final_dir, e))?;
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(final_dir)
-}
-
-fn prune(out: &Path, keep: usize) -> Result<()> {
-    if keep == 0 {
-        return Ok(());
-    }
-    let dir = checkpoints_dir(out);
-    let mut all: Vec<(usize, PathBuf)> = fs::read_dir(&dir)
-        .map_err(|e| io_err(&dir, e))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("step_")
-                .and_then(|s| s.parse::<usize>().ok())
-                .map(|n| (n, e.path()))
-        })
-        .collect();
-    all.sort();
-    while all.len() > keep {
-        let (_, p) = all.remove(0);
-        fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
-    }
-    Ok(())
+fn save_checkpoint(trainer: &dyn Trainer, out: &Path, keep: usize) -> Result<PathBuf> {
+    let state = trainer.training_state()?;
+    state.save_with(
+        out,
+        &SaveOptions {
+            pth: true,
+            keep_last: (keep > 0).then_some(keep),
+        },
+    )
 }
 
 /// Appends one JSON line and flushes it (the log survives a crash up to the last step).
@@ -303,11 +232,11 @@ pub fn run(
     fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let mut resumed_from = None;
     if config.resume {
-        if let Some((_, dir)) = latest_checkpoint(out)? {
-            trainer.load(&dir)?;
-            resumed_from = Some(dir);
+        if let Some(found) = load_latest(out)? {
+            trainer.restore(found.state)?;
+            resumed_from = Some(found.dir);
         }
-    } else if latest_checkpoint(out)?.is_some() {
+    } else if !complete_checkpoints(out)?.is_empty() {
         return Err(VtonError::invalid(
             "out",
             format!(
@@ -370,8 +299,7 @@ pub fn run(
             }
         }
         if config.save_every > 0 && step % config.save_every == 0 && step < total {
-            let dir = save_checkpoint(trainer, out)?;
-            prune(out, config.keep_checkpoints)?;
+            let dir = save_checkpoint(trainer, out, config.keep_checkpoints)?;
             on_event(&Event::Saved {
                 step,
                 dir: dir.clone(),
@@ -382,11 +310,9 @@ pub fn run(
     let step = trainer.steps_done();
     let already = last_checkpoint
         .as_ref()
-        .and_then(|p| p.file_name())
-        .is_some_and(|n| n.to_string_lossy() == format!("step_{step:08}"));
+        .is_some_and(|p| *p == step_dir(out, step as u64));
     if !already && step > 0 {
-        let dir = save_checkpoint(trainer, out)?;
-        prune(out, config.keep_checkpoints)?;
+        let dir = save_checkpoint(trainer, out, config.keep_checkpoints)?;
         on_event(&Event::Saved {
             step,
             dir: dir.clone(),
