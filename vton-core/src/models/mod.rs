@@ -14,6 +14,7 @@ pub use unet::{Timesteps, UNet2DConditionConfig, UNet2DConditionModel};
 pub use vae::{AutoencoderKL, AutoencoderKLConfig, DiagonalGaussian};
 pub mod cpvton;
 pub mod hrviton;
+pub mod hrviton_discriminator;
 pub mod inception;
 pub mod schp;
 pub mod torchvision;

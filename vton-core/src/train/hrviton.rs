@@ -1,1 +1,1009 @@
-//! HR-VITON training (`train_condition.py`): the condition generator and its discriminator.
+//! HR-VITON training (`train_condition.py`): the condition generator (tocg) against the
+//! multi-scale segmentation discriminator.
+//!
+//! One [`ConditionGeneratorTrainer::step`] is one iteration of `train()`'s loop, in its
+//! order: tocg forward in train mode (BatchNorm on batch statistics), the composition of
+//! the cloth channel with the warped cloth mask, occlusion handling, the warping losses
+//! (L1 on the cloth mask, VGG19 perceptual loss, total variation, the intermediate-flow
+//! terms), the segmentation cross entropy, the three discriminator passes (G's GAN term on
+//! `softmax(S)`, then `softmax(S).detach()` and the real one-hot parse), then Adam on G
+//! with `loss_G`'s gradients and Adam on D with `loss_D`'s only (`optimizer_D.zero_grad()`
+//! drops what `loss_G.backward()` wrote into D). BatchNorm running statistics advance
+//! once per tocg forward; spectral-norm `u`, `v` once per discriminator forward.
+//!
+//! ```text
+//! loss_G = (10 l1_cloth + vgg + tvlambda tv) + (ce CElamda + gan_g GANlambda)
+//! loss_D = d_fake + d_real                  (LSGAN, summed over D scales)
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Result, VtonError};
+use crate::models::hrviton::{
+    hr_grid_sample, make_grid, ConditionGenerator, ConditionGeneratorConfig,
+};
+use crate::models::hrviton_discriminator::{
+    DiscriminatorConfig, DropoutMasks, MultiscaleDiscriminator,
+};
+use crate::models::torchvision::TorchvisionFeatures;
+use crate::nn::{resize_bilinear, resize_nearest, train_mode, BufferUpdate};
+use crate::rng::Rng;
+use crate::train::cpvton::{check_finite, scalar, LossTerms};
+use crate::train::gan::{cross_entropy2d, gan_loss_per_scale, GanMode};
+use crate::train::losses;
+use crate::train::optim::{Adam, AdamConfig, AdamState};
+use crate::train::params::{HostTensor, NamedParams};
+use crate::weights::{Checkpoint, Loader};
+
+/// `train_condition.py`'s options that change a training step, under `get_opt()`'s
+/// names (defaults as there).
+#[allow(non_snake_case)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionTrainOptions {
+    pub fine_height: usize,
+    pub fine_width: usize,
+    pub semantic_nc: usize,
+    pub output_nc: usize,
+    /// `"T1"` or `"encoder"`.
+    pub warp_feature: String,
+    /// `"relu"` or `"conv"`.
+    pub out_layer: String,
+    pub G_lr: f64,
+    pub D_lr: f64,
+    pub CElamda: f64,
+    pub GANlambda: f64,
+    pub tvlambda: f64,
+    /// Only the intermediate-flow loss reads it (`"bilinear"` or `"nearest"`); tocg's
+    /// forward is called without it and always upsamples bilinearly.
+    pub upsample: String,
+    /// `"no_composition"`, `"detach"` or `"warp_grad"`.
+    pub clothmask_composition: String,
+    /// `"no_edge"`, `"last_only"` or `"weighted"`.
+    pub edgeawaretv: String,
+    /// Read only with an edge-aware TV (as in the script).
+    pub add_lasttv: bool,
+    pub lasttvonly: bool,
+    pub interflowloss: bool,
+    pub occlusion: bool,
+    pub no_GAN_loss: bool,
+    pub G_D_seperate: bool,
+    pub Ddownx2: bool,
+    pub Ddropout: bool,
+    pub spectral: bool,
+    pub num_D: usize,
+    /// `define_D`'s `n_layers_D` (3 in `train_condition.py`).
+    pub n_layers_D: usize,
+}
+
+impl Default for ConditionTrainOptions {
+    fn default() -> Self {
+        ConditionTrainOptions {
+            fine_height: 256,
+            fine_width: 192,
+            semantic_nc: 13,
+            output_nc: 13,
+            warp_feature: "T1".into(),
+            out_layer: "relu".into(),
+            G_lr: 2e-4,
+            D_lr: 2e-4,
+            CElamda: 10.0,
+            GANlambda: 1.0,
+            tvlambda: 2.0,
+            upsample: "bilinear".into(),
+            clothmask_composition: "warp_grad".into(),
+            edgeawaretv: "no_edge".into(),
+            add_lasttv: false,
+            lasttvonly: false,
+            interflowloss: false,
+            occlusion: false,
+            no_GAN_loss: false,
+            G_D_seperate: false,
+            Ddownx2: false,
+            Ddropout: false,
+            spectral: false,
+            num_D: 2,
+            n_layers_D: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Composition {
+    None,
+    Detach,
+    WarpGrad,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EdgeTv {
+    NoEdge,
+    LastOnly,
+    Weighted,
+}
+
+/// The parsed string options.
+#[derive(Debug, Clone, Copy)]
+struct Parsed {
+    composition: Composition,
+    edge_tv: EdgeTv,
+    inter_nearest: bool,
+}
+
+fn pick<T: Copy>(name: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
+    choices
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|c| c.1)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+            VtonError::invalid(
+                name,
+                format!("{value:?} is not one of {}", names.join(", ")),
+            )
+        })
+}
+
+impl ConditionTrainOptions {
+    fn parse(&self) -> Result<Parsed> {
+        if self.fine_height == 0 || self.fine_width == 0 {
+            return Err(VtonError::invalid(
+                "fine_height / fine_width",
+                "must be positive",
+            ));
+        }
+        for (n, v) in [
+            ("G_lr", self.G_lr),
+            ("D_lr", self.D_lr),
+            ("CElamda", self.CElamda),
+            ("GANlambda", self.GANlambda),
+            ("tvlambda", self.tvlambda),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(VtonError::invalid(
+                    n,
+                    format!("{v}: must be a finite number >= 0"),
+                ));
+            }
+        }
+        Ok(Parsed {
+            composition: pick(
+                "clothmask_composition",
+                &self.clothmask_composition,
+                &[
+                    ("no_composition", Composition::None),
+                    ("detach", Composition::Detach),
+                    ("warp_grad", Composition::WarpGrad),
+                ],
+            )?,
+            edge_tv: pick(
+                "edgeawaretv",
+                &self.edgeawaretv,
+                &[
+                    ("no_edge", EdgeTv::NoEdge),
+                    ("last_only", EdgeTv::LastOnly),
+                    ("weighted", EdgeTv::Weighted),
+                ],
+            )?,
+            inter_nearest: pick(
+                "upsample",
+                &self.upsample,
+                &[("bilinear", false), ("nearest", true)],
+            )?,
+        })
+    }
+
+    fn discriminator(&self) -> DiscriminatorConfig {
+        DiscriminatorConfig {
+            n_layers: self.n_layers_D,
+            num_d: self.num_D,
+            downx2: self.Ddownx2,
+            dropout: self.Ddropout,
+            dropout_p: 0.5,
+            spectral: self.spectral,
+            use_sigmoid: false,
+        }
+    }
+}
+
+/// One batch under `cp_dataset.py`'s names (values as the dataset returns them).
+#[derive(Debug, Clone)]
+pub struct ConditionBatch {
+    /// `cloth['paired']` `[B, 3, H, W]` in `[-1, 1]`.
+    pub cloth: Tensor<4>,
+    /// `cloth_mask['paired']` `[B, 1, H, W]` (thresholded at 0.5 by the step).
+    pub cloth_mask: Tensor<4>,
+    /// `[B, semantic_nc, H, W]` one-hot.
+    pub parse_agnostic: Tensor<4>,
+    /// `[B, 3, H, W]`.
+    pub densepose: Tensor<4>,
+    /// `[B, 1, H, W]` class-index map (float), the CE target.
+    pub parse_onehot: Tensor<4>,
+    /// `[B, output_nc, H, W]` one-hot, D's real input.
+    pub parse: Tensor<4>,
+    /// `[B, 1, H, W]` upper-cloth mask, the L1 target.
+    pub pcm: Tensor<4>,
+    /// `[B, 3, H, W]` person's cloth on white, the VGG target.
+    pub parse_cloth: Tensor<4>,
+}
+
+/// What one step computed.
+#[derive(Debug, Clone)]
+pub struct ConditionStepOutput {
+    /// `l1_cloth, vgg, tv, ce, gan_g, G, d_fake, d_real, D` and `sub.*` terms
+    /// (`sub.l1_cloth.final`, `sub.l1_cloth.inter.<i>` (before `/2^(4-i)`),
+    /// `sub.vgg.final`, `sub.vgg.final.layer<l>` (before the layer weight),
+    /// `sub.vgg.inter.<i>`, `sub.tv.<flow>.{y,x}`, `sub.gan_g.<j>`, `sub.d_fake.<j>`,
+    /// `sub.d_real.<j>`).
+    pub losses: LossTerms,
+    /// G's gradients of `loss_G` (flat, burn layout), when kept.
+    pub grads_g: Option<BTreeMap<String, Tensor<1>>>,
+    /// D's gradients of `loss_D`, when kept.
+    pub grads_d: Option<BTreeMap<String, Tensor<1>>>,
+    /// Detached intermediates: `flow_list.<i>`, `fake_segmap` (composed),
+    /// `warped_clothmask_raw`, `warped_cloth`, `warped_clothmask`, `D_pred_G.<j>`,
+    /// `D_pred_fake.<j>`, `D_pred_real.<j>`.
+    pub taps: BTreeMap<String, Tensor<4>>,
+}
+
+/// One parameter's Adam state on the host, in PyTorch's layout (`exp_avg`, `exp_avg_sq`,
+/// `step` as `optimizer.state_dict()` holds them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostAdamState {
+    pub exp_avg: HostTensor,
+    pub exp_avg_sq: HostTensor,
+    pub step: u64,
+}
+
+/// The VGG19 perceptual loss (`networks.VGGLoss`): relu1_1..relu5_1 with weights
+/// 1/32, 1/16, 1/8, 1/4, 1 on the raw images; the target side detached.
+#[derive(Module, Debug)]
+struct VggLoss {
+    features: TorchvisionFeatures,
+}
+
+const VGG_WEIGHTS: [f64; 5] = [1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0];
+
+impl VggLoss {
+    fn load(ckpt: &Checkpoint, device: &Device) -> Result<Self> {
+        let l = Loader::new(ckpt, device, false);
+        let f = TorchvisionFeatures::vgg(&l.sub("features"))?.with_taps_at(&[1, 6, 11, 20, 29])?;
+        l.finish(false)?;
+        Ok(VggLoss {
+            features: f.no_grad(),
+        })
+    }
+
+    /// The weighted sum and the raw per-layer L1 terms.
+    fn forward(&self, x: Tensor<4>, y: Tensor<4>) -> Result<(Tensor<1>, Vec<Tensor<1>>)> {
+        let [_, _, h, w] = x.dims();
+        self.features.check_input_size("VGG loss input", h, w)?;
+        let fx = self.features.forward(x);
+        let fy = self.features.forward(y.detach());
+        let mut raw = Vec::with_capacity(5);
+        let mut total: Option<Tensor<1>> = None;
+        for (i, (a, b)) in fx.into_iter().zip(fy).enumerate() {
+            let l = losses::l1(a, b.detach());
+            let t = l.clone().mul_scalar(VGG_WEIGHTS[i]);
+            total = Some(match total {
+                None => t,
+                Some(acc) => acc + t,
+            });
+            raw.push(l);
+        }
+        Ok((total.expect("five taps"), raw))
+    }
+}
+
+/// `remove_overlap(seg_out, warped_cm)`: `cm - sum(seg[:, [1, 2, 5..]]) * cm`.
+fn remove_overlap(seg: Tensor<4>, cm: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = seg.dims();
+    let others = Tensor::cat(
+        vec![
+            seg.clone().slice([0..b, 1..3, 0..h, 0..w]),
+            seg.slice([0..b, 5..c, 0..h, 0..w]),
+        ],
+        1,
+    )
+    .sum_dim(1);
+    cm.clone() - others * cm
+}
+
+/// Channel 3 of `s` multiplied by `m` (`s * ones-with-channel-3 = m`).
+fn mul_cloth_channel(s: Tensor<4>, m: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = s.dims();
+    Tensor::cat(
+        vec![
+            s.clone().slice([0..b, 0..3, 0..h, 0..w]),
+            s.clone().slice([0..b, 3..4, 0..h, 0..w]) * m,
+            s.slice([0..b, 4..c, 0..h, 0..w]),
+        ],
+        1,
+    )
+}
+
+/// `mean |f[:, 1:] - f[:, :-1]|`, `mean |f[:, :, 1:] - f[:, :, :-1]|` of an NHWC flow,
+/// each optionally weighted elementwise before the mean.
+fn tv_terms(flow: &Tensor<4>, mask: Option<(Tensor<4>, Tensor<4>)>) -> (Tensor<1>, Tensor<1>) {
+    let [b, h, w, c] = flow.dims();
+    let dy = (flow.clone().slice([0..b, 1..h, 0..w, 0..c])
+        - flow.clone().slice([0..b, 0..h - 1, 0..w, 0..c]))
+    .abs();
+    let dx = (flow.clone().slice([0..b, 0..h, 1..w, 0..c])
+        - flow.clone().slice([0..b, 0..h, 0..w - 1, 0..c]))
+    .abs();
+    match mask {
+        None => (dy.mean(), dx.mean()),
+        Some((my, mx)) => ((dy * my).mean(), (dx * mx).mean()),
+    }
+}
+
+/// The edge-aware TV weights `exp(-150 |dm|)` of a mask resized to the flow's size.
+fn edge_masks(mask: &Tensor<4>, fh: usize, fw: usize) -> (Tensor<4>, Tensor<4>) {
+    let m = resize_bilinear(mask.clone(), fh, fw).permute([0, 2, 3, 1]);
+    let [b, h, w, c] = m.dims();
+    let my = (m.clone().slice([0..b, 1..h, 0..w, 0..c])
+        - m.clone().slice([0..b, 0..h - 1, 0..w, 0..c]))
+    .abs()
+    .mul_scalar(-150.0)
+    .exp();
+    let mx = (m.clone().slice([0..b, 0..h, 1..w, 0..c]) - m.slice([0..b, 0..h, 0..w - 1, 0..c]))
+        .abs()
+        .mul_scalar(-150.0)
+        .exp();
+    (my, mx)
+}
+
+fn add(acc: Option<Tensor<1>>, t: Tensor<1>) -> Tensor<1> {
+    match acc {
+        None => t,
+        Some(a) => a + t,
+    }
+}
+
+/// HR-VITON `train_condition.py`: tocg + multi-scale discriminator, both with
+/// Adam(lr, betas (0.5, 0.999)).
+pub struct ConditionGeneratorTrainer {
+    tocg: ConditionGenerator,
+    d: MultiscaleDiscriminator,
+    vgg: VggLoss,
+    params_g: NamedParams,
+    params_d: NamedParams,
+    adam_g: Adam,
+    adam_d: Adam,
+    options: ConditionTrainOptions,
+    parsed: Parsed,
+    step: usize,
+    num_batches_tracked: BTreeMap<String, i64>,
+    dropout_rng: Rng,
+    keep_grads: bool,
+    device: Device,
+    base_device: Device,
+}
+
+impl ConditionGeneratorTrainer {
+    /// From the tocg and D state dicts and a torchvision VGG19 checkpoint (any format
+    /// [`Checkpoint::open`] reads; original keys, wrappers and one prefix found).
+    pub fn from_checkpoints(
+        tocg: impl AsRef<Path>,
+        discriminator: impl AsRef<Path>,
+        vgg19: impl AsRef<Path>,
+        options: ConditionTrainOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let g = Checkpoint::open(tocg)?.rooted_at("ClothEncoder.0.scale.weight");
+        let d = Checkpoint::open(discriminator)?.rooted_at("layer0.0.weight");
+        let v = Checkpoint::open(vgg19)?.rooted_at("features.0.weight");
+        Self::from_loaded(&g, &d, &v, options, device)
+    }
+
+    /// From opened checkpoints (G and D at their roots, loaded strictly; the VGG with a
+    /// `features.*` root). The models live on `device.autodiff()`.
+    pub fn from_loaded(
+        g: &Checkpoint,
+        d: &Checkpoint,
+        vgg: &Checkpoint,
+        options: ConditionTrainOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let parsed = options.parse()?;
+        let ad = device.clone().autodiff();
+        let lg = Loader::new(g, &ad, false);
+        let probe = "ClothEncoder.0.scale.weight";
+        let s = lg.shape(probe).ok_or_else(|| VtonError::MissingWeights {
+            source_name: g.name().to_string(),
+            count: 1,
+            keys: probe.into(),
+        })?;
+        if s.len() != 4 {
+            return Err(VtonError::WeightShape {
+                key: probe.into(),
+                expected: vec![0, 4, 3, 3],
+                found: s,
+            });
+        }
+        let config = ConditionGeneratorConfig {
+            input1_nc: s[1],
+            input2_nc: options.semantic_nc + 3,
+            output_nc: options.output_nc,
+            ngf: s[0],
+            ..ConditionGeneratorConfig::default()
+        }
+        .with_names(
+            "batch",
+            &options.warp_feature,
+            &options.out_layer,
+            "bilinear",
+        )?;
+        let tocg = ConditionGenerator::load(&lg, config)?;
+        lg.finish(true)?;
+        let params_g = NamedParams::new(lg.param_records())?;
+        let mut num_batches_tracked = BTreeMap::new();
+        for r in params_g.records() {
+            if let Some(prefix) = r.key.strip_suffix(".running_mean") {
+                let k = format!("{prefix}.num_batches_tracked");
+                let v = g
+                    .read_f32(&k)
+                    .ok()
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0.0);
+                num_batches_tracked.insert(k, v as i64);
+            }
+        }
+        let ld = Loader::new(d, &ad, false);
+        let disc = MultiscaleDiscriminator::load(&ld, options.discriminator())?;
+        ld.finish(true)?;
+        let want_d = config.input1_nc + config.input2_nc + options.output_nc;
+        if disc.input_nc() != want_d {
+            return Err(VtonError::config(
+                "layer0.0.weight",
+                format!(
+                    "the discriminator takes {} channels; input1 + input2 + output_nc = {want_d}",
+                    disc.input_nc()
+                ),
+            ));
+        }
+        let params_d = NamedParams::new(ld.param_records())?;
+        let vgg = VggLoss::load(vgg, &ad)?;
+        Ok(ConditionGeneratorTrainer {
+            tocg,
+            d: disc,
+            vgg,
+            params_g,
+            params_d,
+            adam_g: Adam::new(AdamConfig::adam(0.5, 0.999, 1e-8))?,
+            adam_d: Adam::new(AdamConfig::adam(0.5, 0.999, 1e-8))?,
+            options,
+            parsed,
+            step: 0,
+            num_batches_tracked,
+            dropout_rng: Rng::new(0),
+            keep_grads: false,
+            device: ad,
+            base_device: device.clone(),
+        })
+    }
+
+    /// Return the gradients of each step (for checks; costs a copy per parameter).
+    pub fn keep_grads(mut self, keep: bool) -> Self {
+        self.keep_grads = keep;
+        self
+    }
+
+    /// The generator of the Dropout masks drawn when a step gets none.
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.dropout_rng = Rng::new(seed);
+    }
+
+    pub fn generator(&self) -> &ConditionGenerator {
+        &self.tocg
+    }
+
+    pub fn discriminator(&self) -> &MultiscaleDiscriminator {
+        &self.d
+    }
+
+    pub fn params_g(&self) -> &NamedParams {
+        &self.params_g
+    }
+
+    pub fn params_d(&self) -> &NamedParams {
+        &self.params_d
+    }
+
+    pub fn optimizer_g(&self) -> &Adam {
+        &self.adam_g
+    }
+
+    pub fn optimizer_d(&self) -> &Adam {
+        &self.adam_d
+    }
+
+    pub fn options(&self) -> &ConditionTrainOptions {
+        &self.options
+    }
+
+    /// Optimiser steps taken.
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    pub fn set_step_count(&mut self, step: usize) {
+        self.step = step;
+    }
+
+    /// The device the models train on (an autodiff device).
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// How many Dropout masks one step consumes (0 without `--Ddropout`).
+    pub fn dropout_masks_per_step(&self) -> usize {
+        if !self.options.Ddropout || self.options.no_GAN_loss {
+            return 0;
+        }
+        3 * self.options.num_D * self.options.n_layers_D.saturating_sub(1)
+    }
+
+    /// tocg's state dict under `tocg.state_dict()` keys (parameters, running statistics;
+    /// `num_batches_tracked` in [`Self::num_batches_tracked`]).
+    pub fn state_dict_g(&self) -> Result<BTreeMap<String, HostTensor>> {
+        self.params_g.state_dict(&self.tocg)
+    }
+
+    /// D's state dict under `D.state_dict()` keys (spectral: `weight_orig`, `weight_u`,
+    /// `weight_v`).
+    pub fn state_dict_d(&self) -> Result<BTreeMap<String, HostTensor>> {
+        self.params_d.state_dict(&self.d)
+    }
+
+    pub fn num_batches_tracked(&self) -> &BTreeMap<String, i64> {
+        &self.num_batches_tracked
+    }
+
+    /// `optimizer_G.state_dict()['state']` by parameter key, PyTorch layout.
+    pub fn optimizer_state_g(&self) -> Result<BTreeMap<String, HostAdamState>> {
+        export_adam(&self.adam_g, &self.params_g)
+    }
+
+    pub fn optimizer_state_d(&self) -> Result<BTreeMap<String, HostAdamState>> {
+        export_adam(&self.adam_d, &self.params_d)
+    }
+
+    /// Restores G's Adam state (resume); keys must be G's trainable parameters.
+    pub fn load_optimizer_state_g(&mut self, st: &BTreeMap<String, HostAdamState>) -> Result<()> {
+        self.adam_g.state = import_adam(&self.params_g, st, &self.base_device)?;
+        Ok(())
+    }
+
+    pub fn load_optimizer_state_d(&mut self, st: &BTreeMap<String, HostAdamState>) -> Result<()> {
+        self.adam_d.state = import_adam(&self.params_d, st, &self.base_device)?;
+        Ok(())
+    }
+
+    fn check_batch(&self, b: &ConditionBatch) -> Result<()> {
+        let o = &self.options;
+        let (h, w) = (o.fine_height, o.fine_width);
+        let n = b.cloth.dims()[0];
+        let c = self.tocg.config();
+        for (name, t, ch) in [
+            ("cloth", &b.cloth, c.input1_nc - 1),
+            ("cloth_mask", &b.cloth_mask, 1),
+            ("parse_agnostic", &b.parse_agnostic, o.semantic_nc),
+            ("densepose", &b.densepose, 3),
+            ("parse_onehot", &b.parse_onehot, 1),
+            ("parse", &b.parse, o.output_nc),
+            ("pcm", &b.pcm, 1),
+            ("parse_cloth", &b.parse_cloth, 3),
+        ] {
+            if t.dims() != [n, ch, h, w] || n == 0 {
+                return Err(VtonError::Shape {
+                    what: format!("batch {name}"),
+                    expected: format!("[B, {ch}, {h}, {w}] (fine_height x fine_width)"),
+                    actual: t.dims().to_vec(),
+                });
+            }
+        }
+        if o.output_nc < 13 {
+            return Err(VtonError::invalid(
+                "output_nc",
+                "the composition and occlusion handling index HR-VITON's 13 labels",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A discriminator forward in train mode; spectral `u`, `v` are written back at once
+    /// (the next forward sees them, as the in-place update in PyTorch).
+    fn d_forward(&mut self, x: Tensor<4>, masks: &mut DropoutMasks) -> Result<Vec<Tensor<4>>> {
+        let d = &self.d;
+        let (out, updates) = train_mode(|| d.forward(x, masks));
+        let out = out?;
+        let (d, _) = self.params_d.apply_buffer_updates(self.d.clone(), updates);
+        self.d = d;
+        Ok(out)
+    }
+
+    /// tocg's BatchNorm updates and `num_batches_tracked`.
+    fn apply_g_updates(&mut self, updates: Vec<BufferUpdate>) {
+        let (m, counted) = self
+            .params_g
+            .apply_buffer_updates(self.tocg.clone(), updates);
+        self.tocg = m;
+        for k in counted {
+            let key = k.replace(".running_mean", ".num_batches_tracked");
+            *self.num_batches_tracked.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    /// One iteration of `train()` (see the module docs). `dropout_masks`: with
+    /// `--Ddropout`, the masks `[B, C, h, w]` in `{0, 1}` for every Dropout call of the
+    /// step in order (D call 0 = G's GAN pass, 1 = fake detached, 2 = real; inside a call
+    /// scale by scale in output order, inside a scale the Dropout layers in order;
+    /// [`Self::dropout_masks_per_step`] of them); `None` draws them from the trainer's
+    /// seeded generator.
+    pub fn step(
+        &mut self,
+        batch: &ConditionBatch,
+        dropout_masks: Option<Vec<Tensor<4>>>,
+    ) -> Result<ConditionStepOutput> {
+        self.check_batch(batch)?;
+        let need = self.dropout_masks_per_step();
+        let mut masks = match dropout_masks {
+            Some(v) => {
+                if v.len() != need {
+                    return Err(VtonError::invalid(
+                        "dropout masks",
+                        format!("{} given, the step has {need} Dropout calls", v.len()),
+                    ));
+                }
+                DropoutMasks::Given(VecDeque::from(v))
+            }
+            None => DropoutMasks::Seeded(self.dropout_rng.clone()),
+        };
+        let out = self.run_step(batch, &mut masks);
+        if let DropoutMasks::Seeded(rng) = masks {
+            self.dropout_rng = rng;
+        }
+        let out = out?;
+        self.step += 1;
+        Ok(out)
+    }
+
+    fn run_step(
+        &mut self,
+        batch: &ConditionBatch,
+        masks: &mut DropoutMasks,
+    ) -> Result<ConditionStepOutput> {
+        let dev = self.device.clone();
+        let o = self.options.clone();
+        let p = self.parsed;
+        let mv = |t: &Tensor<4>| t.clone().to_device(&dev);
+        let cloth = mv(&batch.cloth);
+        let cm = mv(&batch.cloth_mask).greater_elem(0.5).float();
+        let pcm = mv(&batch.pcm);
+        let im_c = mv(&batch.parse_cloth);
+        let label = mv(&batch.parse);
+        let input1 = Tensor::cat(vec![cloth.clone(), cm.clone()], 1);
+        let input2 = Tensor::cat(vec![mv(&batch.parse_agnostic), mv(&batch.densepose)], 1);
+        let [n, _, ih, iw] = cloth.dims();
+
+        let mut terms = LossTerms::new();
+        let mut named: Vec<(String, Tensor<1>)> = Vec::new();
+        let mut taps = BTreeMap::new();
+
+        // tocg forward (train mode).
+        let tocg = &self.tocg;
+        let (fwd, g_updates) = train_mode(|| tocg.forward(input1.clone(), input2.clone()));
+        let fwd = fwd?;
+        let flow_list = fwd.flow_list;
+        let wcm_raw = fwd.warped_cloth_mask;
+        let s = match p.composition {
+            Composition::None => fwd.fake_segmap,
+            Composition::Detach => mul_cloth_channel(
+                fwd.fake_segmap,
+                wcm_raw.clone().detach().greater_elem(0.5).float(),
+            ),
+            Composition::WarpGrad => mul_cloth_channel(fwd.fake_segmap, wcm_raw.clone()),
+        };
+        let (mut wc, mut wcm) = (fwd.warped_cloth, wcm_raw.clone());
+        if o.occlusion {
+            wcm = remove_overlap(softmax(s.clone(), 1), wcm);
+            wc = wc * wcm.clone() + wcm.clone().neg().add_scalar(1.0);
+        }
+
+        // Warping losses.
+        let l1_final = losses::l1(wcm.clone(), pcm.clone());
+        let (vgg_final, vgg_layers) = self.vgg.forward(wc.clone(), im_c.clone())?;
+        named.push(("sub.l1_cloth.final".into(), l1_final.clone()));
+        named.push(("sub.vgg.final".into(), vgg_final.clone()));
+        for (l, t) in vgg_layers.into_iter().enumerate() {
+            named.push((format!("sub.vgg.final.layer{l}"), t));
+        }
+        let mut l1_cloth = l1_final;
+        let mut loss_vgg = vgg_final;
+
+        let nf = flow_list.len();
+        let mut tv: Option<Tensor<1>> = None;
+        let tv_one = |tv: Option<Tensor<1>>,
+                      named: &mut Vec<(String, Tensor<1>)>,
+                      i: usize,
+                      mask: Option<(Tensor<4>, Tensor<4>)>,
+                      scale: f64| {
+            let (y, x) = tv_terms(&flow_list[i], mask);
+            let (y, x) = if scale != 1.0 {
+                (y.div_scalar(scale), x.div_scalar(scale))
+            } else {
+                (y, x)
+            };
+            named.push((format!("sub.tv.{i}.y"), y.clone()));
+            named.push((format!("sub.tv.{i}.x"), x.clone()));
+            add(tv, y) + x
+        };
+        match p.edge_tv {
+            EdgeTv::NoEdge => {
+                let first = if o.lasttvonly { nf - 1 } else { 0 };
+                for i in first..nf {
+                    tv = Some(tv_one(tv, &mut named, i, None, 1.0));
+                }
+            }
+            EdgeTv::LastOnly | EdgeTv::Weighted => {
+                let levels: Vec<usize> = if p.edge_tv == EdgeTv::LastOnly {
+                    vec![nf - 1]
+                } else {
+                    (0..nf).collect()
+                };
+                for i in levels {
+                    let [_, fh, fw, _] = flow_list[i].dims();
+                    let m = edge_masks(&wcm, fh, fw);
+                    let scale = if p.edge_tv == EdgeTv::Weighted {
+                        2f64.powi(4 - i as i32)
+                    } else {
+                        1.0
+                    };
+                    tv = Some(tv_one(tv, &mut named, i, Some(m), scale));
+                }
+                if o.add_lasttv {
+                    tv = Some(tv_one(tv, &mut named, nf - 1, None, 1.0));
+                }
+            }
+        }
+        let loss_tv = tv.ok_or_else(|| VtonError::invalid("flow_list", "no flows"))?;
+
+        if o.interflowloss {
+            let seg_soft = softmax(s.clone(), 1);
+            for i in 0..nf - 1 {
+                let flow = flow_list[i].clone();
+                let [_, fh, fw, _] = flow.dims();
+                let grid = make_grid(n, ih, iw, &dev);
+                let nchw = flow.permute([0, 3, 1, 2]);
+                let up = if p.inter_nearest {
+                    resize_nearest(nchw, ih, iw)
+                } else {
+                    resize_bilinear(nchw, ih, iw)
+                }
+                .permute([0, 2, 3, 1]);
+                let fx = up.clone().slice([0..n, 0..ih, 0..iw, 0..1]);
+                let fy = up.slice([0..n, 0..ih, 0..iw, 1..2]);
+                let flow_norm = Tensor::cat(
+                    vec![
+                        fx.div_scalar((fw as f64 - 1.0) / 2.0),
+                        fy.div_scalar((fh as f64 - 1.0) / 2.0),
+                    ],
+                    3,
+                );
+                let g = flow_norm + grid;
+                let warped_c = hr_grid_sample(cloth.clone(), g.clone())?;
+                let warped_cm = hr_grid_sample(cm.clone(), g)?;
+                let warped_cm = remove_overlap(seg_soft.clone(), warped_cm);
+                let div = 2f64.powi(4 - i as i32);
+                let l1_i = losses::l1(warped_cm, pcm.clone());
+                let (vgg_i, _) = self.vgg.forward(warped_c, im_c.clone())?;
+                named.push((format!("sub.l1_cloth.inter.{i}"), l1_i.clone()));
+                named.push((format!("sub.vgg.inter.{i}"), vgg_i.clone()));
+                l1_cloth = l1_cloth + l1_i.div_scalar(div);
+                loss_vgg = loss_vgg + vgg_i.div_scalar(div);
+            }
+        }
+
+        // Segmentation cross entropy.
+        let target = mv(&batch.parse_onehot)
+            .slice([0..n, 0..1, 0..ih, 0..iw])
+            .reshape([n, ih, iw])
+            .detach()
+            .int();
+        let ce = cross_entropy2d(s.clone(), target, None, true)?;
+
+        let warp = l1_cloth.clone().mul_scalar(10.0)
+            + loss_vgg.clone()
+            + loss_tv.clone().mul_scalar(o.tvlambda);
+        for (i, f) in flow_list.iter().enumerate() {
+            taps.insert(format!("flow_list.{i}"), f.clone().detach());
+        }
+        taps.insert("fake_segmap".into(), s.clone().detach());
+        taps.insert("warped_clothmask_raw".into(), wcm_raw.detach());
+        taps.insert("warped_cloth".into(), wc.detach());
+        taps.insert("warped_clothmask".into(), wcm.detach());
+
+        let grads_g_out;
+        let mut grads_d_out = None;
+        if o.no_GAN_loss {
+            let loss_g = warp + ce.clone().mul_scalar(o.CElamda);
+            for (k, t) in [
+                ("l1_cloth", &l1_cloth),
+                ("vgg", &loss_vgg),
+                ("tv", &loss_tv),
+                ("ce", &ce),
+                ("G", &loss_g),
+            ] {
+                terms.insert(k.into(), scalar(t)?);
+            }
+            check_finite(&terms, self.step)?;
+            grads_g_out = self.g_backward_step(loss_g, g_updates)?;
+        } else {
+            let soft = softmax(s, 1);
+            let soft_detached = soft.clone().detach();
+            let pred_g = self.d_forward(
+                Tensor::cat(vec![input1.clone(), input2.clone(), soft], 1),
+                masks,
+            )?;
+            let gan_terms = gan_loss_per_scale(&pred_g, true, false, GanMode::Lsgan)?;
+            let gan_g = sum_terms(&gan_terms);
+            let loss_g =
+                warp + (ce.clone().mul_scalar(o.CElamda) + gan_g.clone().mul_scalar(o.GANlambda));
+            for (j, t) in gan_terms.into_iter().enumerate() {
+                named.push((format!("sub.gan_g.{j}"), t));
+            }
+            for (j, t) in pred_g.iter().enumerate() {
+                taps.insert(format!("D_pred_G.{j}"), t.clone().detach());
+            }
+            let fake_in = if o.G_D_seperate {
+                None
+            } else {
+                Some(soft_detached)
+            };
+            // G's step. D's passes on the detached map depend on no G parameter, so
+            // running them after G's update (instead of before, as the script) changes
+            // nothing; their order among D's forwards (spectral u, v) is the script's.
+            for (k, t) in [
+                ("l1_cloth", &l1_cloth),
+                ("vgg", &loss_vgg),
+                ("tv", &loss_tv),
+                ("ce", &ce),
+                ("gan_g", &gan_g),
+                ("G", &loss_g),
+            ] {
+                terms.insert(k.into(), scalar(t)?);
+            }
+            check_finite(&terms, self.step)?;
+            grads_g_out = self.g_backward_step(loss_g, g_updates)?;
+            let fake_in = match fake_in {
+                Some(f) => f,
+                None => {
+                    // G_D_seperate: tocg again (train mode, no grad), raw segmap.
+                    let tocg = &self.tocg;
+                    let (f2, up2) = train_mode(|| tocg.forward(input1.clone(), input2.clone()));
+                    let f2 = f2?;
+                    self.apply_g_updates(up2);
+                    softmax(f2.fake_segmap, 1).detach()
+                }
+            };
+            let pred_fake = self.d_forward(
+                Tensor::cat(vec![input1.clone(), input2.clone(), fake_in], 1),
+                masks,
+            )?;
+            let pred_real = self.d_forward(Tensor::cat(vec![input1, input2, label], 1), masks)?;
+            let fake_terms = gan_loss_per_scale(&pred_fake, false, true, GanMode::Lsgan)?;
+            let real_terms = gan_loss_per_scale(&pred_real, true, true, GanMode::Lsgan)?;
+            let d_fake = sum_terms(&fake_terms);
+            let d_real = sum_terms(&real_terms);
+            let loss_d = d_fake.clone() + d_real.clone();
+            for (j, t) in fake_terms.into_iter().enumerate() {
+                named.push((format!("sub.d_fake.{j}"), t));
+            }
+            for (j, t) in real_terms.into_iter().enumerate() {
+                named.push((format!("sub.d_real.{j}"), t));
+            }
+            for (j, t) in pred_fake.iter().enumerate() {
+                taps.insert(format!("D_pred_fake.{j}"), t.clone().detach());
+            }
+            for (j, t) in pred_real.iter().enumerate() {
+                taps.insert(format!("D_pred_real.{j}"), t.clone().detach());
+            }
+            for (k, t) in [("d_fake", &d_fake), ("d_real", &d_real), ("D", &loss_d)] {
+                terms.insert(k.into(), scalar(t)?);
+            }
+            check_finite(&terms, self.step)?;
+            // D's step with loss_D's gradients only.
+            let g = loss_d.backward();
+            let grads = self.params_d.grads(&self.d, &g);
+            let mut values = self.params_d.values(&self.d);
+            self.adam_d.step(o.D_lr, &mut values, &grads)?;
+            values.retain(|k, _| grads.contains_key(k));
+            self.d = self.params_d.set(self.d.clone(), &values)?;
+            if self.keep_grads {
+                grads_d_out = Some(grads);
+            }
+        }
+        for (k, t) in named {
+            terms.insert(k, scalar(&t)?);
+        }
+        Ok(ConditionStepOutput {
+            losses: terms,
+            grads_g: grads_g_out,
+            grads_d: grads_d_out,
+            taps,
+        })
+    }
+
+    /// `optimizer_G.zero_grad(); loss_G.backward(); optimizer_G.step()` and tocg's
+    /// BatchNorm updates; returns the gradients when kept.
+    fn g_backward_step(
+        &mut self,
+        loss_g: Tensor<1>,
+        updates: Vec<BufferUpdate>,
+    ) -> Result<Option<BTreeMap<String, Tensor<1>>>> {
+        let g = loss_g.backward();
+        let grads = self.params_g.grads(&self.tocg, &g);
+        drop(g);
+        let mut values = self.params_g.values(&self.tocg);
+        self.adam_g.step(self.options.G_lr, &mut values, &grads)?;
+        values.retain(|k, _| grads.contains_key(k));
+        self.tocg = self.params_g.set(self.tocg.clone(), &values)?;
+        self.apply_g_updates(updates);
+        Ok(self.keep_grads.then_some(grads))
+    }
+}
+
+fn sum_terms(t: &[Tensor<1>]) -> Tensor<1> {
+    let mut acc: Option<Tensor<1>> = None;
+    for x in t {
+        acc = Some(add(acc, x.clone()));
+    }
+    acc.expect("at least one discriminator scale")
+}
+
+fn export_adam(adam: &Adam, params: &NamedParams) -> Result<BTreeMap<String, HostAdamState>> {
+    let mut out = BTreeMap::new();
+    for (k, s) in &adam.state {
+        out.insert(
+            k.clone(),
+            HostAdamState {
+                exp_avg: params.to_host(k, &s.exp_avg)?,
+                exp_avg_sq: params.to_host(k, &s.exp_avg_sq)?,
+                step: s.step,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn import_adam(
+    params: &NamedParams,
+    st: &BTreeMap<String, HostAdamState>,
+    device: &Device,
+) -> Result<BTreeMap<String, AdamState>> {
+    let trainable = params.trainable_keys();
+    let mut out = BTreeMap::new();
+    for (k, s) in st {
+        if !trainable.contains(k) {
+            return Err(VtonError::config(
+                k.clone(),
+                "optimizer state for a key that is not a trainable parameter",
+            ));
+        }
+        out.insert(
+            k.clone(),
+            AdamState {
+                exp_avg: params.from_host(k, &s.exp_avg, device)?,
+                exp_avg_sq: params.from_host(k, &s.exp_avg_sq, device)?,
+                step: s.step,
+            },
+        );
+    }
+    Ok(out)
+}
