@@ -365,6 +365,74 @@ impl TorchvisionFeatures {
         Ok(b.finish(Backbone::SqueezeNet1_1))
     }
 
+    /// The same network tapped at other places: `ends` are torchvision `features`
+    /// indices at which a slice `features[..=end]` ends, strictly increasing (VGG
+    /// perceptual losses: vgg19's relu1_1..relu5_1 are 1, 6, 11, 20, 29). An end must be
+    /// a ReLU (a conv's index + 1) or a max pool; a conv's output before its ReLU is not
+    /// available (the ReLU is merged into the conv). Layers after the last end are kept
+    /// but not run.
+    pub fn with_taps_at(mut self, ends: &[usize]) -> Result<Self> {
+        if ends.is_empty() {
+            return Err(VtonError::invalid(
+                "feature taps",
+                "give at least one index",
+            ));
+        }
+        if ends.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(VtonError::invalid(
+                "feature taps",
+                format!("{ends:?} must be strictly increasing"),
+            ));
+        }
+        let mut taps = Vec::with_capacity(ends.len());
+        let mut tap_channels = Vec::with_capacity(ends.len());
+        let mut channels = 3;
+        let mut want = ends.iter().peekable();
+        for (i, (layer, &n)) in self.layers.iter().zip(&self.indices).enumerate() {
+            let last = match layer {
+                Layer::ConvRelu(c) => {
+                    channels = out_of(c);
+                    n + 1
+                }
+                Layer::Fire(f) => {
+                    channels = f.out_channels();
+                    n
+                }
+                Layer::MaxPool(_) => n,
+            };
+            while let Some(&&e) = want.peek() {
+                if e > last {
+                    break;
+                }
+                if e != last {
+                    return Err(VtonError::Unsupported {
+                        what: format!(
+                            "a {} slice ending at features.{e} (the output of a conv before \
+                             its ReLU); end at the ReLU features.{} instead",
+                            self.backbone.name(),
+                            e + 1
+                        ),
+                    });
+                }
+                taps.push(i + 1);
+                tap_channels.push(channels);
+                want.next();
+            }
+        }
+        if let Some(&e) = want.next() {
+            return Err(VtonError::invalid(
+                "feature taps",
+                format!(
+                    "features.{e} is past the last layer of the checkpoint (features.{})",
+                    self.indices.last().map_or(0, |n| n + 1)
+                ),
+            ));
+        }
+        self.taps = taps;
+        self.tap_channels = tap_channels;
+        Ok(self)
+    }
+
     /// Which network this is.
     pub fn backbone(&self) -> Backbone {
         self.backbone
