@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cpvton;
 pub mod data;
 pub mod diffusion;
+pub mod drive;
 pub mod gan;
 pub mod init;
 pub mod hrviton;

@@ -1,0 +1,639 @@
+//! From a command line or a notebook to a running trainer: the trainer kinds, their
+//! options under the original scripts' names, and the [`Trainer`] implementations the
+//! loop in [`crate::train::run`] drives (saving and restoring through
+//! [`TrainingState`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor};
+use serde_json::{Map, Value};
+
+use crate::error::{Result, VtonError};
+use crate::models::cpvton::GmmConfig;
+use crate::train::checkpoint::{MomentState, OptimizerState, StateTensor, TrainingState};
+use crate::train::cpvton::{
+    CpvtonTrainOptions, GmmBatch, GmmTrainer, TomBatch, TomTrainer, TrainerState,
+};
+use crate::train::losses::VggLossConfig;
+use crate::train::params::HostTensor;
+use crate::train::run::{Batch, LossTerms, Trainer, Validation};
+use crate::weights::Checkpoint;
+
+/// What `vton train` trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainKind {
+    Gmm,
+    Tom,
+    Tocg,
+    Unet,
+}
+
+impl TrainKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainKind::Gmm => "gmm",
+            TrainKind::Tom => "tom",
+            TrainKind::Tocg => "tocg",
+            TrainKind::Unet => "unet",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "gmm" => Ok(TrainKind::Gmm),
+            "tom" => Ok(TrainKind::Tom),
+            "tocg" | "condition" => Ok(TrainKind::Tocg),
+            "unet" => Ok(TrainKind::Unet),
+            other => Err(VtonError::invalid(
+                "kind",
+                format!("'{other}' is not one of gmm, tom, tocg, unet"),
+            )),
+        }
+    }
+}
+
+/// How to build a trainer.
+#[derive(Debug, Clone)]
+pub struct TrainSetup {
+    pub kind: TrainKind,
+    /// Initial weights (none: gmm / tom start from the original initialisation).
+    pub weights: Option<PathBuf>,
+    /// tocg: the discriminator.
+    pub discriminator: Option<PathBuf>,
+    /// tom / tocg: torchvision VGG19 for the perceptual loss.
+    pub vgg: Option<PathBuf>,
+    /// Options by the original scripts' names.
+    pub options: Map<String, Value>,
+    /// Initialisation seed.
+    pub seed: u64,
+}
+
+/// Where the data is and how to batch it.
+#[derive(Debug, Clone)]
+pub struct DataSpec {
+    pub root: PathBuf,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub workers: usize,
+    pub skip_bad: bool,
+    pub options: Map<String, Value>,
+}
+
+/// Reads options by name, failing on unknown names and wrong types.
+pub struct Opts<'a> {
+    map: &'a Map<String, Value>,
+    used: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Opts<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        Opts {
+            map,
+            used: Default::default(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.used.borrow_mut().push(name.to_string());
+        self.map.get(name)
+    }
+
+    pub fn f64(&self, name: &str, default: f64) -> Result<f64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| VtonError::invalid(name, format!("{v} is not a number"))),
+        }
+    }
+
+    pub fn usize(&self, name: &str, default: usize) -> Result<usize> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .map(|x| x as usize)
+                .ok_or_else(|| VtonError::invalid(name, format!("{v} is not a whole number"))),
+        }
+    }
+
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|x| x <= 1) => {
+                Ok(n.as_u64() == Some(1))
+            }
+            Some(v) => Err(VtonError::invalid(name, format!("{v} is not true/false"))),
+        }
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> Result<String> {
+        match self.get(name) {
+            None => Ok(default.to_string()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(VtonError::invalid(name, format!("{v} is not a string"))),
+        }
+    }
+
+    /// A list of numbers (`[0.9, 0.999]` or `"0.9,0.999"`).
+    pub fn f64_list(&self, name: &str, default: &[f64]) -> Result<Vec<f64>> {
+        match self.get(name) {
+            None => Ok(default.to_vec()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_f64()
+                        .ok_or_else(|| VtonError::invalid(name, format!("{v} is not a number")))
+                })
+                .collect(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<f64>()
+                        .map_err(|_| VtonError::invalid(name, format!("'{p}' is not a number")))
+                })
+                .collect(),
+            Some(v) => Err(VtonError::invalid(
+                name,
+                format!("{v} is not a list of numbers"),
+            )),
+        }
+    }
+
+    /// Fails on options no reader asked for (a misspelt name would otherwise be ignored).
+    /// `also` lists names consumed elsewhere (the data loader's).
+    pub fn finish(&self, what: &str, also: &[&str]) -> Result<()> {
+        let used = self.used.borrow();
+        let unknown: Vec<&String> = self
+            .map
+            .keys()
+            .filter(|k| !used.contains(k) && !also.contains(&k.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(VtonError::invalid(
+                "options",
+                format!(
+                    "{what} has no option {}",
+                    unknown
+                        .iter()
+                        .map(|s| format!("'{s}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// Option names the data loader reads (accepted by every trainer).
+pub const DATA_OPTIONS: &[&str] = &[
+    "radius",
+    "datamode",
+    "data_list",
+    "semantic_nc",
+    "shuffle",
+    "val_list",
+    "val_count",
+];
+
+/// `train.py`'s options for GMM / TOM.
+pub fn cpvton_options(o: &Opts) -> Result<CpvtonTrainOptions> {
+    let d = CpvtonTrainOptions::default();
+    Ok(CpvtonTrainOptions {
+        fine_height: o.usize("fine_height", d.fine_height)?,
+        fine_width: o.usize("fine_width", d.fine_width)?,
+        grid_size: o.usize("grid_size", d.grid_size)?,
+        lr: o.f64("lr", d.lr)?,
+        keep_step: o.usize("keep_step", d.keep_step)?,
+        decay_step: o.usize("decay_step", d.decay_step)?,
+        step_scheduler: o.bool("step_scheduler", d.step_scheduler)?,
+        gic_weight: o.f64("gic_weight", d.gic_weight)?,
+    })
+}
+
+/// The default number of steps of a run (`keep_step + decay_step` for CP-VTON+).
+pub fn default_steps(setup: &TrainSetup) -> usize {
+    let o = Opts::new(&setup.options);
+    match setup.kind {
+        TrainKind::Gmm | TrainKind::Tom => cpvton_options(&o)
+            .map(|c| c.total_steps())
+            .unwrap_or(200_000),
+        TrainKind::Tocg => o.usize("keep_step", 300_000).unwrap_or(300_000),
+        TrainKind::Unet => o.usize("max_train_steps", 10_000).unwrap_or(10_000),
+    }
+}
+
+fn need<'a>(p: &'a Option<PathBuf>, what: &str, kind: TrainKind) -> Result<&'a PathBuf> {
+    p.as_ref()
+        .ok_or_else(|| VtonError::invalid(what, format!("training {} needs --{what}", kind.name())))
+}
+
+/// Builds the trainer a setup describes.
+pub fn build_trainer(setup: &TrainSetup, device: &Device) -> Result<Box<dyn Trainer>> {
+    match setup.kind {
+        TrainKind::Gmm => Ok(Box::new(GmmDrive::new(setup, device)?)),
+        TrainKind::Tom => Ok(Box::new(TomDrive::new(setup, device)?)),
+        TrainKind::Tocg | TrainKind::Unet => Err(VtonError::Unsupported {
+            what: format!(
+                "`vton train {}` is not wired to the loop yet",
+                setup.kind.name()
+            ),
+        }),
+    }
+}
+
+fn batch_get(batch: &Batch, key: &str) -> Result<Tensor<4>> {
+    batch.get(key).cloned().ok_or_else(|| {
+        VtonError::invalid(
+            "batch",
+            format!(
+                "no '{key}' in the batch (it has {})",
+                batch.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })
+}
+
+/// A state dict (PyTorch layout) plus BatchNorm counters as checkpoint tensors.
+fn state_tensors(
+    sd: BTreeMap<String, HostTensor>,
+    counters: &BTreeMap<String, i64>,
+) -> Result<BTreeMap<String, StateTensor>> {
+    let mut out = BTreeMap::new();
+    for (k, h) in sd {
+        out.insert(k, StateTensor::from_host(&h)?);
+    }
+    for (k, &n) in counters {
+        out.insert(k.clone(), StateTensor::scalar_i64(n));
+    }
+    Ok(out)
+}
+
+fn checkpoint_of(name: &str, sd: &BTreeMap<String, StateTensor>) -> Result<Checkpoint> {
+    Checkpoint::from_f32_tensors(
+        name,
+        sd.iter()
+            .map(|(k, t)| (k.clone(), t.shape().to_vec(), t.to_f32_vec())),
+    )
+}
+
+/// The CP-VTON+ trainers' `<param>.exp_avg|exp_avg_sq|step` map <-> [`OptimizerState`].
+fn to_optimizer_state(flat: BTreeMap<String, HostTensor>, config: Value) -> Result<OptimizerState> {
+    let mut state = BTreeMap::new();
+    let keys: Vec<String> = flat
+        .keys()
+        .filter_map(|k| k.strip_suffix(".exp_avg").map(str::to_string))
+        .collect();
+    for p in keys {
+        let get = |s: &str| {
+            flat.get(&format!("{p}.{s}")).ok_or_else(|| {
+                VtonError::config(format!("{p}.{s}"), "missing from the optimiser state")
+            })
+        };
+        let step = get("step")?.data.first().copied().unwrap_or(0.0) as u64;
+        state.insert(
+            p.clone(),
+            MomentState {
+                exp_avg: StateTensor::from_host(get("exp_avg")?)?,
+                exp_avg_sq: StateTensor::from_host(get("exp_avg_sq")?)?,
+                step,
+            },
+        );
+    }
+    Ok(OptimizerState { state, config })
+}
+
+fn from_optimizer_state(o: &OptimizerState) -> BTreeMap<String, HostTensor> {
+    let mut flat = BTreeMap::new();
+    for (p, m) in &o.state {
+        flat.insert(format!("{p}.exp_avg"), m.exp_avg.to_host());
+        flat.insert(format!("{p}.exp_avg_sq"), m.exp_avg_sq.to_host());
+        flat.insert(
+            format!("{p}.step"),
+            HostTensor::new(vec![], vec![m.step as f32]),
+        );
+    }
+    flat
+}
+
+fn counters_of(sd: &BTreeMap<String, StateTensor>) -> BTreeMap<String, i64> {
+    sd.iter()
+        .filter(|(k, _)| k.ends_with(".num_batches_tracked"))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.to_f32_vec().first().copied().unwrap_or(0.0) as i64,
+            )
+        })
+        .collect()
+}
+
+fn model_state(state: &TrainingState, name: &str) -> Result<BTreeMap<String, StateTensor>> {
+    state
+        .models
+        .get(name)
+        .cloned()
+        .ok_or_else(|| VtonError::config(name.to_string(), "the checkpoint has no such model"))
+}
+
+/// `vton train gmm`.
+pub struct GmmDrive {
+    trainer: GmmTrainer,
+    options: CpvtonTrainOptions,
+    raw_options: Map<String, Value>,
+    device: Device,
+}
+
+impl GmmDrive {
+    pub fn new(setup: &TrainSetup, device: &Device) -> Result<Self> {
+        let o = Opts::new(&setup.options);
+        let options = cpvton_options(&o)?;
+        let ngf = o.usize("ngf", 64)?;
+        o.finish("gmm", DATA_OPTIONS)?;
+        let ckpt = match &setup.weights {
+            Some(p) => Checkpoint::open(p)?.rooted_at("extractionA.model.0.weight"),
+            None => crate::train::init::gmm_fresh(
+                GmmConfig {
+                    grid_size: options.grid_size,
+                    fine_height: options.fine_height,
+                    fine_width: options.fine_width,
+                },
+                ngf,
+                setup.seed,
+            )?,
+        };
+        let trainer = GmmTrainer::from_loaded(&ckpt, options.clone(), device)?;
+        Ok(GmmDrive {
+            trainer,
+            options,
+            raw_options: setup.options.clone(),
+            device: device.clone(),
+        })
+    }
+
+    pub fn trainer(&self) -> &GmmTrainer {
+        &self.trainer
+    }
+
+    fn batch(batch: &Batch) -> Result<GmmBatch> {
+        Ok(GmmBatch {
+            agnostic: batch_get(batch, "agnostic")?,
+            cloth_mask: batch_get(batch, "cloth_mask")?,
+            cloth: batch_get(batch, "cloth")?,
+            parse_cloth: batch_get(batch, "parse_cloth")?,
+        })
+    }
+}
+
+impl Trainer for GmmDrive {
+    fn kind(&self) -> &'static str {
+        "gmm"
+    }
+
+    fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
+        Ok(self.trainer.step(&Self::batch(batch)?, false)?.losses)
+    }
+
+    fn steps_done(&self) -> usize {
+        self.trainer.step_count()
+    }
+
+    fn current_lr(&self) -> f64 {
+        self.trainer.lr()
+    }
+
+    fn validate(&self, batch: &Batch) -> Result<Validation> {
+        let b = Self::batch(batch)?;
+        let out = self
+            .trainer
+            .model()
+            .forward(b.agnostic.clone(), b.cloth_mask.clone())?;
+        let warped = crate::warp::grid::grid_sample(
+            b.cloth.clone(),
+            out.grid.clone().inner(),
+            crate::warp::grid::GridSampleOptions::new(
+                crate::warp::grid::SampleMode::Bilinear,
+                crate::warp::grid::PaddingMode::Border,
+                false,
+            ),
+        )?
+        .inner();
+        let mut panel = vec![
+            ("cloth".to_string(), b.cloth.clone()),
+            ("warped cloth".to_string(), warped.clone()),
+            ("target (parse cloth)".to_string(), b.parse_cloth.clone()),
+        ];
+        if let Some(im) = batch.get("image") {
+            panel.push(("person".into(), im.clone()));
+        }
+        Ok(Validation {
+            prediction: warped,
+            target: b.parse_cloth,
+            panel,
+        })
+    }
+
+    fn training_state(&self) -> Result<TrainingState> {
+        let t = &self.trainer;
+        let st = t.trainer_state()?;
+        let mut models = BTreeMap::new();
+        models.insert(
+            "model".to_string(),
+            state_tensors(t.state_dict()?, &st.num_batches_tracked)?,
+        );
+        let mut optimizers = BTreeMap::new();
+        optimizers.insert(
+            "adam".to_string(),
+            to_optimizer_state(
+                st.optimizer,
+                serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "eps": 1e-8, "lr": self.options.lr}),
+            )?,
+        );
+        Ok(TrainingState {
+            global_step: st.step as u64,
+            models,
+            optimizers,
+            lr_step: st.step as u64,
+            rng: BTreeMap::new(),
+            options: Value::Object(self.raw_options.clone()),
+            extra: serde_json::json!({"kind": "gmm"}),
+        })
+    }
+
+    fn restore(&mut self, state: TrainingState) -> Result<()> {
+        let sd = model_state(&state, "model")?;
+        let ckpt = checkpoint_of("checkpoint model", &sd)?;
+        let mut trainer = GmmTrainer::from_loaded(&ckpt, self.options.clone(), &self.device)?;
+        let adam = state
+            .optimizers
+            .get("adam")
+            .ok_or_else(|| VtonError::config("adam", "the checkpoint has no optimiser state"))?;
+        trainer.load_trainer_state(&TrainerState {
+            step: state.global_step as usize,
+            optimizer: from_optimizer_state(adam),
+            num_batches_tracked: counters_of(&sd),
+        })?;
+        self.trainer = trainer;
+        Ok(())
+    }
+}
+
+/// `vton train tom`.
+pub struct TomDrive {
+    trainer: TomTrainer,
+    options: CpvtonTrainOptions,
+    raw_options: Map<String, Value>,
+    vgg: Checkpoint,
+    vgg_config: VggLossConfig,
+    device: Device,
+}
+
+fn vgg_config(o: &Opts) -> Result<VggLossConfig> {
+    match o.string("vgg_layers", "cpvton")?.as_str() {
+        "cpvton" => Ok(VggLossConfig::cpvton()),
+        "relu_x_2" => Ok(VggLossConfig::relu_x_2()),
+        other => Err(VtonError::invalid(
+            "vgg_layers",
+            format!("'{other}' is not one of cpvton, relu_x_2"),
+        )),
+    }
+}
+
+impl TomDrive {
+    pub fn new(setup: &TrainSetup, device: &Device) -> Result<Self> {
+        let o = Opts::new(&setup.options);
+        let options = cpvton_options(&o)?;
+        let ngf = o.usize("ngf", 64)?;
+        let vgg_config = vgg_config(&o)?;
+        o.finish("tom", DATA_OPTIONS)?;
+        let vgg_path = need(&setup.vgg, "vgg", setup.kind)?;
+        let vgg = Checkpoint::open(vgg_path)?;
+        let ckpt = match &setup.weights {
+            Some(p) => Checkpoint::open(p)?.rooted_at("model.model.0.weight"),
+            None => crate::train::init::tom_fresh(26, 4, 6, ngf, setup.seed)?,
+        };
+        let trainer =
+            TomTrainer::from_loaded(&ckpt, &vgg, vgg_config.clone(), options.clone(), device)?;
+        Ok(TomDrive {
+            trainer,
+            options,
+            raw_options: setup.options.clone(),
+            vgg,
+            vgg_config,
+            device: device.clone(),
+        })
+    }
+
+    pub fn trainer(&self) -> &TomTrainer {
+        &self.trainer
+    }
+
+    fn batch(batch: &Batch) -> Result<TomBatch> {
+        Ok(TomBatch {
+            agnostic: batch_get(batch, "agnostic")?,
+            cloth: batch_get(batch, "cloth")?,
+            cloth_mask: batch_get(batch, "cloth_mask")?,
+            image: batch_get(batch, "image")?,
+            parse_cloth_mask: batch_get(batch, "parse_cloth_mask")?,
+        })
+    }
+}
+
+impl Trainer for TomDrive {
+    fn kind(&self) -> &'static str {
+        "tom"
+    }
+
+    fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
+        let mut l = self.trainer.step(&Self::batch(batch)?, false)?.losses;
+        l.retain(|k, _| !k.starts_with("vgg_layer_l1."));
+        Ok(l)
+    }
+
+    fn steps_done(&self) -> usize {
+        self.trainer.step_count()
+    }
+
+    fn current_lr(&self) -> f64 {
+        self.trainer.lr()
+    }
+
+    fn validate(&self, batch: &Batch) -> Result<Validation> {
+        let b = Self::batch(batch)?;
+        let out = self.trainer.model().forward(
+            b.agnostic.clone(),
+            b.cloth.clone(),
+            b.cloth_mask.clone(),
+        )?;
+        let tryon = out.p_tryon.inner();
+        Ok(Validation {
+            prediction: tryon.clone(),
+            target: b.image.clone(),
+            panel: vec![
+                ("warped cloth".into(), b.cloth.clone()),
+                ("rendered".into(), out.p_rendered.inner()),
+                (
+                    "composition mask".into(),
+                    out.m_composite.inner().mul_scalar(2.0).sub_scalar(1.0),
+                ),
+                ("try-on".into(), tryon),
+                ("target".into(), b.image),
+            ],
+        })
+    }
+
+    fn training_state(&self) -> Result<TrainingState> {
+        let t = &self.trainer;
+        let st = t.trainer_state()?;
+        let mut models = BTreeMap::new();
+        models.insert(
+            "model".to_string(),
+            state_tensors(t.state_dict()?, &st.num_batches_tracked)?,
+        );
+        let mut optimizers = BTreeMap::new();
+        optimizers.insert(
+            "adam".to_string(),
+            to_optimizer_state(
+                st.optimizer,
+                serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "eps": 1e-8, "lr": self.options.lr}),
+            )?,
+        );
+        Ok(TrainingState {
+            global_step: st.step as u64,
+            models,
+            optimizers,
+            lr_step: st.step as u64,
+            rng: BTreeMap::new(),
+            options: Value::Object(self.raw_options.clone()),
+            extra: serde_json::json!({"kind": "tom"}),
+        })
+    }
+
+    fn restore(&mut self, state: TrainingState) -> Result<()> {
+        let sd = model_state(&state, "model")?;
+        let ckpt = checkpoint_of("checkpoint model", &sd)?;
+        let mut trainer = TomTrainer::from_loaded(
+            &ckpt,
+            &self.vgg,
+            self.vgg_config.clone(),
+            self.options.clone(),
+            &self.device,
+        )?;
+        let adam = state
+            .optimizers
+            .get("adam")
+            .ok_or_else(|| VtonError::config("adam", "the checkpoint has no optimiser state"))?;
+        trainer.load_trainer_state(&TrainerState {
+            step: state.global_step as usize,
+            optimizer: from_optimizer_state(adam),
+            num_batches_tracked: counters_of(&sd),
+        })?;
+        self.trainer = trainer;
+        Ok(())
+    }
+}
