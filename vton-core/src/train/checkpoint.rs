@@ -890,6 +890,15 @@ impl<'a> Pickler<'a> {
         })
     }
 
+    /// A plain `dict` with string keys.
+    fn top_dict(&mut self, top: &'a BTreeMap<String, PthValue>) -> Result<()> {
+        self.out.push(op::EMPTY_DICT);
+        self.items(top.iter(), |p, k, v| {
+            p.str(k);
+            p.value(v)
+        })
+    }
+
     fn value(&mut self, v: &'a PthValue) -> Result<()> {
         match v {
             PthValue::None => self.out.push(op::NONE),
@@ -978,9 +987,13 @@ fn write_pth_archive(
     z.finish()
 }
 
-fn save_pth_impl(path: &Path, top: &PthValue, force_zip64: bool) -> Result<()> {
+fn save_pth_impl<'a>(
+    path: &Path,
+    force_zip64: bool,
+    top: impl FnOnce(&mut Pickler<'a>) -> Result<()>,
+) -> Result<()> {
     let mut p = Pickler::new();
-    p.value(top)?;
+    top(&mut p)?;
     let (pickle, storages) = p.finish();
     let root = archive_root(path);
     write_atomic(path, |w| {
@@ -990,25 +1003,13 @@ fn save_pth_impl(path: &Path, top: &PthValue, force_zip64: bool) -> Result<()> {
 
 /// Writes a state dict as `torch.save(OrderedDict(...), path)` would (atomically).
 pub fn save_pth(path: impl AsRef<Path>, state_dict: &BTreeMap<String, StateTensor>) -> Result<()> {
-    save_pth_impl(
-        path.as_ref(),
-        &PthValue::StateDict(state_dict.clone()),
-        false,
-    )
+    save_pth_impl(path.as_ref(), false, |p| p.state_dict(state_dict))
 }
 
 /// Writes a nested `.pth` (`{"model": state_dict, "optimizer": {...}, "step": 123}`): the
 /// top level is a plain `dict` of [`PthValue`]s (atomically).
 pub fn save_pth_nested(path: impl AsRef<Path>, top: &BTreeMap<String, PthValue>) -> Result<()> {
-    save_pth_impl(path.as_ref(), &nested_top(top), false)
-}
-
-fn nested_top(top: &BTreeMap<String, PthValue>) -> PthValue {
-    PthValue::Dict(
-        top.iter()
-            .map(|(k, v)| (PthKey::Str(k.clone()), v.clone()))
-            .collect(),
-    )
+    save_pth_impl(path.as_ref(), false, |p| p.top_dict(top))
 }
 
 /// [`save_pth_nested`] writing zip64 records for every entry even when nothing needs them
@@ -1018,7 +1019,7 @@ pub fn save_pth_nested_forcing_zip64(
     path: impl AsRef<Path>,
     top: &BTreeMap<String, PthValue>,
 ) -> Result<()> {
-    save_pth_impl(path.as_ref(), &nested_top(top), true)
+    save_pth_impl(path.as_ref(), true, |p| p.top_dict(top))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1048,7 +1049,15 @@ pub fn save_safetensors(
     tensors: &BTreeMap<String, StateTensor>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let path = path.as_ref();
+    let refs = tensors.iter().map(|(k, t)| (k.clone(), t)).collect();
+    write_safetensors(path.as_ref(), refs, metadata)
+}
+
+fn write_safetensors(
+    path: &Path,
+    tensors: Vec<(String, &StateTensor)>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let info: Option<HashMap<String, String>> = if metadata.is_empty() {
         None
     } else {
@@ -1060,15 +1069,11 @@ pub fn save_safetensors(
         )
     };
     write_atomic_path(path, |tmp| {
-        safetensors::serialize_to_file(
-            tensors.iter().map(|(k, t)| (k.as_str(), StView(t))),
-            info,
-            tmp,
-        )
-        .map_err(|e| VtonError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("writing safetensors: {e}"),
-        })
+        safetensors::serialize_to_file(tensors.into_iter().map(|(k, t)| (k, StView(t))), info, tmp)
+            .map_err(|e| VtonError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("writing safetensors: {e}"),
+            })
     })
 }
 
@@ -1260,18 +1265,18 @@ impl TrainingState {
             models.insert(name.clone(), entry);
         }
 
-        let mut opt_tensors = BTreeMap::new();
+        let mut opt_tensors: Vec<(String, &StateTensor)> = Vec::new();
         let mut optimizers = serde_json::Map::new();
         for (name, o) in &self.optimizers {
             let mut steps = serde_json::Map::new();
             for (key, m) in &o.state {
-                opt_tensors.insert(format!("{name}/exp_avg/{key}"), m.exp_avg.clone());
-                opt_tensors.insert(format!("{name}/exp_avg_sq/{key}"), m.exp_avg_sq.clone());
+                opt_tensors.push((format!("{name}/exp_avg/{key}"), &m.exp_avg));
+                opt_tensors.push((format!("{name}/exp_avg_sq/{key}"), &m.exp_avg_sq));
                 steps.insert(key.clone(), json!(m.step));
             }
             optimizers.insert(name.clone(), json!({ "config": o.config, "step": steps }));
         }
-        save_safetensors(dir.join(OPTIMIZER_FILE), &opt_tensors, &BTreeMap::new())?;
+        write_safetensors(&dir.join(OPTIMIZER_FILE), opt_tensors, &BTreeMap::new())?;
         files.insert(
             OPTIMIZER_FILE.to_string(),
             json!(file_len(&dir.join(OPTIMIZER_FILE))?),
