@@ -16,7 +16,7 @@ use super::blocks::{
 };
 use crate::error::{Result, VtonError};
 use crate::nn::{conv2d, group_norm, linear, silu};
-use crate::weights::{Checkpoint, LoadReport, Loader};
+use crate::weights::{Checkpoint, LoadReport, Loader, ParamRecord};
 
 /// A config value that diffusers accepts as one number for all blocks or one per block.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -376,6 +376,17 @@ impl UNet2DConditionModel {
         device: &Device,
         partial: bool,
     ) -> Result<(Self, LoadReport)> {
+        Self::load_recorded(config, ckpt, device, partial).map(|(m, r, _)| (m, r))
+    }
+
+    /// [`UNet2DConditionModel::load`] that also returns the loader's parameter records
+    /// (every tensor under its diffusers key), which trainers name parameters by.
+    pub fn load_recorded(
+        config: &UNet2DConditionConfig,
+        ckpt: &Checkpoint,
+        device: &Device,
+        partial: bool,
+    ) -> Result<(Self, LoadReport, Vec<ParamRecord>)> {
         let r = config.resolve()?;
         let l = Loader::new(ckpt, device, partial);
         let boc = &config.block_out_channels;
@@ -561,7 +572,7 @@ impl UNet2DConditionModel {
             config: config.clone(),
         };
         let report = l.finish(true)?;
-        Ok((unet, report))
+        Ok((unet, report, l.param_records()))
     }
 
     /// The time embedding MLP on sinusoidal features: `(B, 4 * block_out_channels[0])`.
