@@ -16,6 +16,7 @@ mod diffusion;
 mod eval;
 mod gan;
 mod preprocess;
+mod train;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,9 @@ enum Command {
     /// Evaluate generated images against ground truth: SSIM, MS-SSIM, PSNR, LPIPS (paired
     /// by file name), FID and KID (over the two sets), each under a named convention.
     Eval(eval::EvalArgs),
+    /// Train GMM, TOM (CP-VTON+), the HR-VITON condition generator or a diffusion U-Net
+    /// as the original scripts do, with checkpoints, resume and validation.
+    Train(train::TrainArgs),
 }
 
 #[derive(Args)]
@@ -299,6 +303,7 @@ fn main() -> ExitCode {
         Command::RunDataset(args) => gan::run_dataset(args),
         Command::Preprocess(args) => preprocess::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Train(args) => train::run_train(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

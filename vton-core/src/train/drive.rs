@@ -15,9 +15,12 @@ use crate::train::checkpoint::{MomentState, OptimizerState, StateTensor, Trainin
 use crate::train::cpvton::{
     CpvtonTrainOptions, GmmBatch, GmmTrainer, TomBatch, TomTrainer, TrainerState,
 };
+use crate::train::data::{
+    BatchLoader, CpvtonDataset, CpvtonStage, DataLayout, Dataset, HrVitonDataset,
+};
 use crate::train::losses::VggLossConfig;
 use crate::train::params::HostTensor;
-use crate::train::run::{Batch, LossTerms, Trainer, Validation};
+use crate::train::run::{Batch, BatchSource, LossTerms, Trainer, Validation};
 use crate::weights::Checkpoint;
 
 /// What `vton train` trains.
@@ -636,4 +639,88 @@ impl Trainer for TomDrive {
         self.trainer = trainer;
         Ok(())
     }
+}
+
+/// A [`BatchLoader`] as the loop's batch source, tensors on one device.
+pub struct LoaderSource {
+    pub loader: BatchLoader,
+    pub device: Device,
+}
+
+impl BatchSource for LoaderSource {
+    fn next_batch(&mut self) -> Result<Batch> {
+        Ok(self.loader.next_batch()?.to_tensors(&self.device))
+    }
+
+    fn skipped(&self) -> Vec<(String, String)> {
+        self.loader
+            .bad_samples()
+            .into_iter()
+            .map(|(i, p, m)| (format!("#{i} {}", p.display()), m))
+            .collect()
+    }
+}
+
+/// The training batches of a kind (shuffled, seeded) and a validation source (the same
+/// pairs in order), read from `spec.root` in the layout the original dataset class reads.
+pub fn open_data(
+    kind: TrainKind,
+    spec: &DataSpec,
+    device: &Device,
+) -> Result<(Box<dyn BatchSource>, Option<Box<dyn BatchSource>>)> {
+    let o = Opts::new(&spec.options);
+    let shuffle = o.bool("shuffle", true)?;
+    let dataset: Dataset = match kind {
+        TrainKind::Gmm | TrainKind::Tom => {
+            let c = cpvton_options(&o)?;
+            let stage = if kind == TrainKind::Gmm {
+                CpvtonStage::Gmm
+            } else {
+                CpvtonStage::Tom
+            };
+            let radius = o.f64("radius", 5.0)? as f32;
+            CpvtonDataset::open(&spec.root, stage, c.fine_height, c.fine_width, radius)?.into()
+        }
+        TrainKind::Tocg => {
+            let h = o.usize("fine_height", 256)?;
+            let w = o.usize("fine_width", 192)?;
+            let nc = o.usize("semantic_nc", 13)?;
+            HrVitonDataset::open_layout(
+                DataLayout::detect(&spec.root)?,
+                h,
+                w,
+                nc,
+                &HrVitonDataset::CONDITION_KEYS,
+            )?
+            .into()
+        }
+        TrainKind::Unet => {
+            return Err(VtonError::Unsupported {
+                what: "`vton train unet` reads no image dataset yet: drive UNetTrainer with \
+                       encoded latents from Rust or Python"
+                    .into(),
+            })
+        }
+    };
+    let val_count = o.usize("val_count", 4)?.min(dataset.len()).max(1);
+    let train = BatchLoader::new(
+        dataset.clone(),
+        spec.batch_size,
+        shuffle,
+        spec.seed,
+        false,
+        spec.workers,
+        spec.skip_bad,
+    )?;
+    let val = BatchLoader::new(dataset, val_count, false, spec.seed, false, 0, true)?;
+    Ok((
+        Box::new(LoaderSource {
+            loader: train,
+            device: device.clone(),
+        }),
+        Some(Box::new(LoaderSource {
+            loader: val,
+            device: device.clone(),
+        })),
+    ))
 }
