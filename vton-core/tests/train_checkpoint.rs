@@ -87,6 +87,22 @@ fn sample_state_dict() -> BTreeMap<String, StateTensor> {
     sd
 }
 
+/// NaN (with a payload), infinities, -0.0 and a subnormal: compared bit for bit.
+fn specials() -> StateTensor {
+    StateTensor::f32(
+        vec![6],
+        vec![
+            f32::from_bits(0x7FC0_1234),
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            f32::from_bits(1),
+            f32::MAX,
+        ],
+    )
+    .unwrap()
+}
+
 fn le_bytes_ne(t: &StateTensor) -> Vec<u8> {
     // The pytorch reader returns native-endian bytes; the test machine is little-endian.
     assert!(cfg!(target_endian = "little"));
@@ -122,7 +138,8 @@ fn assert_pth_holds(path: &Path, sd: &BTreeMap<String, StateTensor>, prefix: &st
 fn pth_roundtrip_through_checkpoint_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.pth");
-    let sd = sample_state_dict();
+    let mut sd = sample_state_dict();
+    sd.insert("specials".to_string(), specials());
     save_pth(&path, &sd).unwrap();
 
     assert_pth_holds(&path, &sd, "");
@@ -523,7 +540,8 @@ fn export_pth_check_files() {
     };
     let out = Path::new(&out);
     std::fs::create_dir_all(out).unwrap();
-    let sd = sample_state_dict();
+    let mut sd = sample_state_dict();
+    sd.insert("specials".to_string(), specials());
     save_pth(out.join("state_dict.pth"), &sd).unwrap();
     // The expected tensors through an independent writer (the safetensors crate).
     save_safetensors(out.join("expected.safetensors"), &sd, &BTreeMap::new()).unwrap();
