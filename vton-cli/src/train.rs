@@ -124,6 +124,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         vgg: args.vgg.clone(),
         options: options.clone(),
         seed: args.seed,
+        weights_checkpoint: None,
+        discriminator_checkpoint: None,
     };
     let mut trainer = drive::build_trainer(&setup, &device)?;
     let steps = args.steps.unwrap_or_else(|| drive::default_steps(&setup));

@@ -60,6 +60,8 @@ fn setup() -> TrainSetup {
         vgg: None,
         options,
         seed: 7,
+        weights_checkpoint: None,
+        discriminator_checkpoint: None,
     }
 }
 

@@ -70,6 +70,38 @@ pub struct TrainSetup {
     pub options: Map<String, Value>,
     /// Initialisation seed.
     pub seed: u64,
+    /// Initial weights already in memory (a notebook's dict of arrays); used instead of
+    /// `weights` when set.
+    pub weights_checkpoint: Option<Checkpoint>,
+    /// tocg: the discriminator's weights in memory (instead of `discriminator`).
+    pub discriminator_checkpoint: Option<Checkpoint>,
+}
+
+impl TrainSetup {
+    /// A setup with no weights given (fresh initialisation where the kind allows it).
+    pub fn new(kind: TrainKind) -> Self {
+        TrainSetup {
+            kind,
+            weights: None,
+            discriminator: None,
+            vgg: None,
+            options: Map::new(),
+            seed: 0,
+            weights_checkpoint: None,
+            discriminator_checkpoint: None,
+        }
+    }
+
+    /// The initial weights: the in-memory checkpoint, else the file, else `None`.
+    pub fn initial_weights(&self, root_probe: &str) -> Result<Option<Checkpoint>> {
+        if let Some(c) = &self.weights_checkpoint {
+            return Ok(Some(c.clone().rooted_at(root_probe)));
+        }
+        match &self.weights {
+            Some(p) => Ok(Some(Checkpoint::open(p)?.rooted_at(root_probe))),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Where the data is and how to batch it.
@@ -358,8 +390,8 @@ impl GmmDrive {
         let options = cpvton_options(&o)?;
         let ngf = o.usize("ngf", 64)?;
         o.finish("gmm", DATA_OPTIONS)?;
-        let ckpt = match &setup.weights {
-            Some(p) => Checkpoint::open(p)?.rooted_at("extractionA.model.0.weight"),
+        let ckpt = match setup.initial_weights("extractionA.model.0.weight")? {
+            Some(c) => c,
             None => crate::train::init::gmm_fresh(
                 GmmConfig {
                     grid_size: options.grid_size,
@@ -516,8 +548,8 @@ impl TomDrive {
         o.finish("tom", DATA_OPTIONS)?;
         let vgg_path = need(&setup.vgg, "vgg", setup.kind)?;
         let vgg = Checkpoint::open(vgg_path)?;
-        let ckpt = match &setup.weights {
-            Some(p) => Checkpoint::open(p)?.rooted_at("model.model.0.weight"),
+        let ckpt = match setup.initial_weights("model.model.0.weight")? {
+            Some(c) => c,
             None => crate::train::init::tom_fresh(26, 4, 6, ngf, setup.seed)?,
         };
         let trainer =
