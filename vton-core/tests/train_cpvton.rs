@@ -161,6 +161,7 @@ impl Fx {
 }
 
 /// Either trainer, one interface for the shared checks.
+#[allow(clippy::large_enum_variant)]
 enum Trainer {
     Gmm(GmmTrainer),
     Tom(TomTrainer),
@@ -755,7 +756,7 @@ fn style_loss_matches_hand_computed_value() {
     assert_eq!(g, vec![1.25, 2.75, 2.75, 6.25]);
     // y = 0: G(y) = 0, loss = w * mean |G(x)| = 2 * (1.25 + 2.75 + 2.75 + 6.25) / 4 = 6.5.
     let y = x.zeros_like();
-    let l = style_loss(&[x.clone()], &[y.clone()], &[2.0]).unwrap();
+    let l = style_loss(std::slice::from_ref(&x), std::slice::from_ref(&y), &[2.0]).unwrap();
     assert_eq!(common::values(l), vec![6.5]);
     // Two layers add; mismatched counts are an error.
     let l = style_loss(
