@@ -479,7 +479,11 @@ impl UNetTrainer {
             PredictionType::VPrediction => {
                 velocity_with(&self.alphas_cumprod, latents, noise, &b.timesteps)?
             }
-            PredictionType::Sample => unreachable!("refused at construction"),
+            PredictionType::Sample => {
+                return Err(VtonError::Unsupported {
+                    what: "training with prediction_type sample".into(),
+                })
+            }
         };
         let mut parts = vec![noisy];
         for (name, t) in [("mask", &b.mask), ("masked_latents", &b.masked_latents)] {
