@@ -265,7 +265,7 @@ impl StateTensor {
     /// A tensor from little-endian storage bytes.
     pub fn from_le_bytes(dtype: StateDtype, shape: Vec<usize>, bytes: &[u8]) -> Result<Self> {
         let es = dtype.size();
-        if bytes.len() % es != 0 {
+        if !bytes.len().is_multiple_of(es) {
             return Err(VtonError::invalid(
                 "bytes",
                 format!(
@@ -531,7 +531,7 @@ impl<'w> ZipWriter<'w> {
         let pad = ((ALIGN - before % ALIGN) % ALIGN) as usize;
         extra.extend_from_slice(b"FB");
         extra.extend_from_slice(&(pad as u16).to_le_bytes());
-        extra.extend(std::iter::repeat(b'Z').take(pad));
+        extra.extend(std::iter::repeat_n(b'Z', pad));
 
         let small = if zip64 { U32_MAX as u32 } else { size as u32 };
         let mut h = Vec::with_capacity(30 + name.len() + extra.len());
