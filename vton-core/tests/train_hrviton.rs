@@ -489,3 +489,76 @@ fn optimizer_state_round_trips_and_options_are_checked() {
     let mut tr2 = ConditionGeneratorTrainer::from_loaded(&g, &d, &v, o, &dev).unwrap();
     assert!(tr2.step(&batch(&t, 0, &dev), None).is_err());
 }
+
+#[test]
+fn cross_entropy2d_and_gan_losses_follow_their_definitions() {
+    use burn::tensor::Int;
+    use vton_core::train::gan::{
+        cross_entropy2d, gan_loss, hinge_d_loss, hinge_g_loss, lsgan_loss, GanMode,
+    };
+    let dev = Device::flex();
+    // 3 classes, 1x1x2 image: pixel 0 label 2, pixel 1 ignored (250).
+    let logits = [[0.5f32, -1.0], [2.0, 0.3], [-0.7, 1.1]];
+    let x = Tensor::<4>::from_data(
+        TensorData::new(
+            logits.iter().flatten().copied().collect::<Vec<_>>(),
+            [1, 3, 1, 2],
+        ),
+        &dev,
+    );
+    let lse = |p: usize| logits.iter().map(|c| (c[p] as f64).exp()).sum::<f64>().ln();
+    let nll0 = lse(0) - logits[2][0] as f64;
+    let nll1 = lse(1) - logits[0][1] as f64;
+    let target =
+        |a: i64, b: i64| Tensor::<3, Int>::from_data(TensorData::new(vec![a, b], [1, 1, 2]), &dev);
+    let v = |t: Tensor<1>| common::values(t)[0] as f64;
+    let got = v(cross_entropy2d(x.clone(), target(2, 250), None, true).unwrap());
+    assert!((got - nll0).abs() < 1e-6, "{got} vs {nll0}");
+    let got = v(cross_entropy2d(x.clone(), target(2, 0), None, true).unwrap());
+    assert!((got - (nll0 + nll1) / 2.0).abs() < 1e-6);
+    let w = [1.0f32, 1.0, 3.0];
+    let got = v(cross_entropy2d(x.clone(), target(2, 0), Some(&w), true).unwrap());
+    assert!((got - (3.0 * nll0 + nll1) / 4.0).abs() < 1e-6);
+    let got = v(cross_entropy2d(x.clone(), target(2, 0), None, false).unwrap());
+    assert!((got - (nll0 + nll1)).abs() < 1e-6);
+    assert!(cross_entropy2d(x.clone(), target(3, 0), None, true).is_err());
+    // A target of another size: the input is resized (align_corners=True) to it.
+    let big = Tensor::<3, Int>::from_data(TensorData::new(vec![2i64; 4], [1, 2, 2]), &dev);
+    assert!(v(cross_entropy2d(x, big, None, true).unwrap()).is_finite());
+    // GAN losses, summed over two scales.
+    let p1 = Tensor::<4>::from_data(TensorData::new(vec![0.5f32, 2.0], [1, 1, 1, 2]), &dev);
+    let p2 = Tensor::<4>::from_data(TensorData::new(vec![-1.5f32], [1, 1, 1, 1]), &dev);
+    let preds = [p1, p2];
+    let ls_real = ((0.25 + 1.0) / 2.0) + 6.25;
+    let ls_fake = ((0.25 + 4.0) / 2.0) + 2.25;
+    assert!((v(lsgan_loss(&preds, true).unwrap()) - ls_real).abs() < 1e-6);
+    assert!((v(lsgan_loss(&preds, false).unwrap()) - ls_fake).abs() < 1e-6);
+    let hinge_real = (0.5 + 0.0) / 2.0 + 2.5;
+    let hinge_fake = (1.5 + 3.0) / 2.0 + 0.0;
+    assert!((v(hinge_d_loss(&preds, true).unwrap()) - hinge_real).abs() < 1e-6);
+    assert!((v(hinge_d_loss(&preds, false).unwrap()) - hinge_fake).abs() < 1e-6);
+    assert!((v(hinge_g_loss(&preds).unwrap()) - (-1.25 + 1.5)).abs() < 1e-6);
+    assert!(gan_loss(&[], true, true, GanMode::Lsgan).is_err());
+}
+
+#[test]
+fn drawn_dropout_masks_when_none_are_given() {
+    let (json, t) = case("train_hrviton_tocg");
+    let dev = Device::flex();
+    let g = checkpoint(&json, "weights.G.");
+    let d = checkpoint(&json, "weights.D.");
+    let v = checkpoint(&json, "vgg.");
+    let mut tr = ConditionGeneratorTrainer::from_loaded(&g, &d, &v, opts(&json), &dev).unwrap();
+    tr.set_dropout_seed(7);
+    let out = tr.step(&batch(&t, 0, &dev), None).unwrap();
+    // G's terms before the GAN pass do not depend on the masks; D's do.
+    let want = |k: &str| t[&format!("loss.0.{k}")].1[0] as f64;
+    for k in ["l1_cloth", "vgg", "tv", "ce"] {
+        assert!((out.losses[k] - want(k)).abs() <= 1e-5 * want(k), "{k}");
+    }
+    assert!(
+        (out.losses["d_real"] - want("d_real")).abs() > 1e-4,
+        "masks were drawn"
+    );
+    assert!(out.losses.values().all(|x| x.is_finite()));
+}

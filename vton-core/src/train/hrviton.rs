@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
@@ -30,12 +29,11 @@ use crate::models::hrviton::{
 use crate::models::hrviton_discriminator::{
     DiscriminatorConfig, DropoutMasks, MultiscaleDiscriminator,
 };
-use crate::models::torchvision::TorchvisionFeatures;
 use crate::nn::{resize_bilinear, resize_nearest, train_mode, BufferUpdate};
 use crate::rng::Rng;
 use crate::train::cpvton::{check_finite, scalar, LossTerms};
 use crate::train::gan::{cross_entropy2d, gan_loss_per_scale, GanMode};
-use crate::train::losses;
+use crate::train::losses::{self, VggLoss, VggLossConfig};
 use crate::train::optim::{Adam, AdamConfig, AdamState};
 use crate::train::params::{HostTensor, NamedParams};
 use crate::weights::{Checkpoint, Loader};
@@ -259,46 +257,6 @@ pub struct HostAdamState {
     pub step: u64,
 }
 
-/// The VGG19 perceptual loss (`networks.VGGLoss`): relu1_1..relu5_1 with weights
-/// 1/32, 1/16, 1/8, 1/4, 1 on the raw images; the target side detached.
-#[derive(Module, Debug)]
-struct VggLoss {
-    features: TorchvisionFeatures,
-}
-
-const VGG_WEIGHTS: [f64; 5] = [1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0];
-
-impl VggLoss {
-    fn load(ckpt: &Checkpoint, device: &Device) -> Result<Self> {
-        let l = Loader::new(ckpt, device, false);
-        let f = TorchvisionFeatures::vgg(&l.sub("features"))?.with_taps_at(&[1, 6, 11, 20, 29])?;
-        l.finish(false)?;
-        Ok(VggLoss {
-            features: f.no_grad(),
-        })
-    }
-
-    /// The weighted sum and the raw per-layer L1 terms.
-    fn forward(&self, x: Tensor<4>, y: Tensor<4>) -> Result<(Tensor<1>, Vec<Tensor<1>>)> {
-        let [_, _, h, w] = x.dims();
-        self.features.check_input_size("VGG loss input", h, w)?;
-        let fx = self.features.forward(x);
-        let fy = self.features.forward(y.detach());
-        let mut raw = Vec::with_capacity(5);
-        let mut total: Option<Tensor<1>> = None;
-        for (i, (a, b)) in fx.into_iter().zip(fy).enumerate() {
-            let l = losses::l1(a, b.detach());
-            let t = l.clone().mul_scalar(VGG_WEIGHTS[i]);
-            total = Some(match total {
-                None => t,
-                Some(acc) => acc + t,
-            });
-            raw.push(l);
-        }
-        Ok((total.expect("five taps"), raw))
-    }
-}
-
 /// `remove_overlap(seg_out, warped_cm)`: `cm - sum(seg[:, [1, 2, 5..]]) * cm`.
 fn remove_overlap(seg: Tensor<4>, cm: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = seg.dims();
@@ -468,7 +426,8 @@ impl ConditionGeneratorTrainer {
             ));
         }
         let params_d = NamedParams::new(ld.param_records())?;
-        let vgg = VggLoss::load(vgg, &ad)?;
+        // networks.VGGLoss: relu1_1..relu5_1, weights 1/32..1, raw [-1, 1] input.
+        let vgg = VggLoss::from_loaded(vgg, VggLossConfig::cpvton(), &ad)?;
         Ok(ConditionGeneratorTrainer {
             tocg,
             d: disc,
@@ -718,7 +677,7 @@ impl ConditionGeneratorTrainer {
 
         // Warping losses.
         let l1_final = losses::l1(wcm.clone(), pcm.clone());
-        let (vgg_final, vgg_layers) = self.vgg.forward(wc.clone(), im_c.clone())?;
+        let (vgg_final, vgg_layers) = self.vgg.forward_terms(wc.clone(), im_c.clone())?;
         named.push(("sub.l1_cloth.final".into(), l1_final.clone()));
         named.push(("sub.vgg.final".into(), vgg_final.clone()));
         for (l, t) in vgg_layers.into_iter().enumerate() {
@@ -802,7 +761,7 @@ impl ConditionGeneratorTrainer {
                 let warped_cm = remove_overlap(seg_soft.clone(), warped_cm);
                 let div = 2f64.powi(4 - i as i32);
                 let l1_i = losses::l1(warped_cm, pcm.clone());
-                let (vgg_i, _) = self.vgg.forward(warped_c, im_c.clone())?;
+                let (vgg_i, _) = self.vgg.forward_terms(warped_c, im_c.clone())?;
                 named.push((format!("sub.l1_cloth.inter.{i}"), l1_i.clone()));
                 named.push((format!("sub.vgg.inter.{i}"), vgg_i.clone()));
                 l1_cloth = l1_cloth + l1_i.div_scalar(div);
