@@ -15,7 +15,7 @@ TOM_STEPS=${TOM_STEPS:-40}
 NGF=${NGF:-16}
 DATA=tests/fixtures/vitonhd_tiny
 mkdir -p "$OUT"
-cargo build --release -p vton-cli
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p vton-cli
 VTON=target/release/vton
 [ -f "$OUT/bench/vgg19_random.pth" ] || "$PY" scripts/bench/train_reference.py make "$OUT/bench"
 
