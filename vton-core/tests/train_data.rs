@@ -813,3 +813,44 @@ fn hrviton_equals_original_dataset() {
         }
     }
 }
+
+/// Against CP-VTON+'s `CPDataset` (GMM, 256x192, radius 3), run outside the test suite:
+/// with `VTON_CPVTON_DATASET_CHECK=DIR`, DIR holds `data/` (a VITON train layout at the
+/// fine size, lossless images, grey label PNGs, `image-mask/`, COCO-18 `pose/`) and
+/// `meta.json` + `out_<i>_<key>.f32` from the original class (its 1-channel
+/// `Normalize` as old torchvision's per-channel zip). Asserts every key bitwise equal.
+#[test]
+#[ignore = "needs VTON_CPVTON_DATASET_CHECK, a folder written by the original dataset class"]
+fn cpvton_equals_original_dataset() {
+    let Ok(dir) = std::env::var("VTON_CPVTON_DATASET_CHECK") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let ds = CpvtonDataset::open(dir.join("data"), CpvtonStage::Gmm, 256, 192, 3.0).unwrap();
+    for i in 0..ds.len() {
+        let s = ds.get(i).unwrap();
+        for key in s.keys() {
+            let shape: Vec<usize> = meta[format!("{i}_{key}")]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            let bytes = std::fs::read(dir.join(format!("out_{i}_{key}.f32"))).unwrap();
+            let want: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let got = s.get(key).unwrap();
+            assert_eq!(got.shape().to_vec(), shape, "{key}");
+            let differing = got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
+            eprintln!(
+                "sample {i} {key:>16}: {differing} of {} values differ",
+                want.len()
+            );
+            assert_eq!(differing, 0, "sample {i} {key}");
+        }
+    }
+}

@@ -1350,7 +1350,7 @@ fn hrviton_agnostic(im: &U8Image, parse: &U8Image, pose: &[[f32; 2]]) -> Result<
     let dist = |a: (f32, f32), b: (f32, f32)| ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
     let length_a = dist(p[5], p[2]);
     let length_b = dist(p[12], p[9]);
-    if !(length_b > 0.0) || !(length_a > 0.0) {
+    if length_a.is_nan() || length_b.is_nan() || length_a <= 0.0 || length_b <= 0.0 {
         return Err(VtonError::MissingKeypoints {
             operation: "HR-VITON agnostic".into(),
             missing: format!(
