@@ -19,6 +19,7 @@ mkdir -p "$OUT"
 VTON=target/release/vton
 [ -f "$OUT/bench/vgg19_random.pth" ] || "$PY" scripts/bench/train_reference.py make "$OUT/bench"
 
+if [ -z "${SKIP_TRAIN:-}" ]; then
 echo "== GMM: $GMM_STEPS steps, ngf $NGF, batch 2"
 rm -rf "$OUT/gmm"
 /usr/bin/time -v $VTON train gmm --data $DATA --out "$OUT/gmm" --steps "$GMM_STEPS" --batch-size 2 \
@@ -35,10 +36,12 @@ rm -rf "$OUT/tom"
 /usr/bin/time -v $VTON train tom --data "$OUT/tomdata" --out "$OUT/tom" --steps "$TOM_STEPS" --batch-size 1 \
   --save-every 20 --val-every 10 --vgg "$OUT/bench/vgg19_random.pth" --opt ngf="$NGF" 2> >(tee "$OUT/tom.time" >&2)
 
+fi
 echo "== inference with the trained checkpoints"
 rm -rf "$OUT/tryon"
 $VTON run-dataset --model cpvton --data $DATA --out "$OUT/tryon" \
-  --gmm "$OUT/gmm/checkpoints/latest/model.pth" --tom "$OUT/tom/checkpoints/latest/model.pth" \
+  --gmm "$OUT/gmm/checkpoints/$(cat "$OUT/gmm/checkpoints/latest")/model.pth" \
+  --tom "$OUT/tom/checkpoints/$(cat "$OUT/tom/checkpoints/latest")/model.pth" \
   --ngf "$NGF" --align-corners false
 
 "$PY" - "$OUT" <<'PYEOF'
@@ -67,6 +70,8 @@ for kind, terms in (("gmm", ["total", "Lwarp", "Lgic"]), ("tom", ["total", "loss
           f"val ssim {vals[0]['validation']['ssim']:.3f} -> {vals[-1]['validation']['ssim']:.3f}, "
           f"psnr {vals[0]['validation']['psnr']:.2f} -> {vals[-1]['validation']['psnr']:.2f}; "
           f"median s/step {sorted(r['seconds'] for r in steps)[len(steps)//2]:.3f}")
+panel = os.path.join(out, "gmm", "samples", sorted(os.listdir(os.path.join(out, "gmm", "samples")))[-1])
+shutil.copy(panel, "docs/img/training_gmm_panel.png")
 res = sorted(os.listdir(os.path.join(out, "tryon")))
 if res:
     shutil.copy(os.path.join(out, "tryon", res[0]), "docs/img/training_tryon.png")
