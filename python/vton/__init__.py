@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import _vton, metrics
+from . import _vton, metrics, train
 from .diffusion import (AutoencoderKL, CatVTONPipeline, DDIMScheduler, DDPMScheduler, DiagonalGaussianDistribution,
                         DPMSolverMultistepScheduler, InpaintTryOnPipeline, UNet2DConditionModel)
 from .errors import (CancelledError, CheckpointError, InvalidInputError, UnsupportedError, VtonError,
@@ -328,4 +328,4 @@ __all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeli
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
-           "InpaintTryOnPipeline", "metrics", "__version__"]
+           "InpaintTryOnPipeline", "metrics", "train", "__version__"]

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import metrics as metrics
+from . import train as train
 from .diffusion import (AutoencoderKL as AutoencoderKL, CatVTONPipeline as CatVTONPipeline,
                         DDIMScheduler as DDIMScheduler, DDPMScheduler as DDPMScheduler,
                         DiagonalGaussianDistribution as DiagonalGaussianDistribution,
@@ -164,4 +165,4 @@ __all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeli
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
-           "InpaintTryOnPipeline", "metrics", "__version__"]
+           "InpaintTryOnPipeline", "metrics", "train", "__version__"]

@@ -21,6 +21,7 @@ mod diffusion;
 mod estimate;
 mod gan;
 mod metrics;
+mod train;
 
 /// Maps a core error to `vton.errors.*` (the one mapping place).
 pub(crate) fn to_py_err(e: VtonError) -> PyErr {
@@ -323,6 +324,7 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gan::register(m)?;
     estimate::register(m)?;
     metrics::register(m)?;
+    train::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
