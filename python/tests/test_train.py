@@ -11,7 +11,7 @@ import pytest
 import vton
 from vton import train
 from vton.errors import (CheckpointError, InvalidInputError, UnsupportedError, VtonError,
-                         VtonFileNotFoundError)
+                         VtonFileNotFoundError, VtonRuntimeError)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures"
@@ -313,6 +313,28 @@ def test_bad_batches_raise_clearly():
     assert np.isfinite(t.step(good)["total"]) and t.steps == 1
 
 
+def test_trainer_stays_on_its_thread():
+    import threading
+
+    t = train.GMMTrainer(None, **GMM_OPTS)
+    caught = []
+
+    def use():
+        try:
+            t.step(gmm_batch())
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            caught.append(e)
+
+    th = threading.Thread(target=use)
+    th.start()
+    th.join()
+    assert len(caught) == 1 and isinstance(caught[0], VtonRuntimeError), caught
+    assert "thread" in str(caught[0])
+    assert t.steps == 0
+    t.step(gmm_batch())
+    assert t.steps == 1
+
+
 def test_bad_weights_raise(tmp_path):
     sd = train.GMMTrainer(None, **GMM_OPTS).state_dict()
     wrong = dict(sd)
@@ -422,3 +444,78 @@ def test_run_refuses_bad_arguments(tmp_path):
         train.run("gmm", TINY, tmp_path / "r", steps=1, callback=3)  # type: ignore[arg-type]
     with pytest.raises(VtonFileNotFoundError):
         train.run("gmm", tmp_path / "no_data", tmp_path / "r", steps=1, workers=0, **_run_opts())
+
+
+# ---------------------------------------------------------------------------------------
+# Condition generator and U-Net: built through the same drive::build_trainer. While
+# another change wires them into the drive they raise UnsupportedError ("not wired");
+# these tests skip on exactly that message and run in full once the kinds are wired.
+
+
+def _skip_if_not_wired_yet(make):
+    try:
+        return make()
+    except UnsupportedError as e:
+        if "not wired" in str(e):
+            pytest.skip(f"drive does not build this kind yet: {e}")
+        raise
+
+
+@pytest.fixture(scope="module")
+def tocg_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tocg")
+    t = read_safetensors(TRAIN_FIX / "train_hrviton_tocg.safetensors")
+    pick = lambda p: {k[len(p):]: v for k, v in t.items() if k.startswith(p)}  # noqa: E731
+    g, dis, vgg = pick("weights.G."), pick("weights.D."), pick("vgg.")
+    assert g and dis and vgg
+    write_safetensors(d / "vgg19.safetensors", vgg)
+    batch = {k: v.astype(np.float32) for k, v in pick("batch.0.").items() if not k.startswith("dropout_mask")}
+    batch2 = {k: v.astype(np.float32) for k, v in pick("batch.1.").items() if not k.startswith("dropout_mask")}
+    meta = json.loads((TRAIN_FIX / "train_hrviton_tocg.json").read_text())
+    return g, dis, d / "vgg19.safetensors", [batch, batch2], meta
+
+
+def test_condition_generator_trainer(tocg_files, tmp_path):
+    g, dis, vgg, batches, meta = tocg_files
+    size = dict(fine_height=meta["fine_height"], fine_width=meta["fine_width"])
+    t = _skip_if_not_wired_yet(lambda: train.ConditionGeneratorTrainer(g, dis, vgg=vgg, **size))
+    assert t.kind == "tocg"
+    sg, sd = t.state_dict("G"), t.state_dict("D")
+    assert sorted(sg) == sorted(g) and sorted(sd) == sorted(dis)
+    for k in g:
+        assert np.array_equal(sg[k].astype(g[k].dtype), g[k]), k
+    losses = t.step(batches[0])
+    assert losses and all(np.isfinite(v) for v in losses.values())
+    assert t.steps == 1
+    with pytest.raises(InvalidInputError):
+        t.state_dict("X")
+    folder = t.save(tmp_path / "tocg")
+    u = train.ConditionGeneratorTrainer(g, dis, vgg=vgg, **size)
+    u.load(folder)
+    assert u.step(batches[1]) == t.step(batches[1])
+    assert_state_equal(u.state_dict("G"), t.state_dict("G"))
+    assert_state_equal(u.state_dict("D"), t.state_dict("D"))
+
+
+UNET_DIR = TRAIN_FIX / "train_diffusers_unet_pretrained"
+
+
+def test_unet_trainer(tmp_path):
+    t = _skip_if_not_wired_yet(lambda: train.UNetTrainer(UNET_DIR))
+    assert t.kind == "unet"
+    raw = read_safetensors(TRAIN_FIX / "train_diffusers_unet.safetensors")
+    batches = [{k[len(f"batch.{i}."):]: v for k, v in raw.items() if k.startswith(f"batch.{i}.")} for i in (0, 1)]
+    assert batches[0]["timesteps"].dtype == np.int64 and batches[0]["encoder_hidden_states"].ndim == 3
+    want_keys = read_safetensors(UNET_DIR / "diffusion_pytorch_model.safetensors")
+    sd = t.state_dict()
+    assert sorted(sd) == sorted(want_keys)
+    losses = t.step(batches[0])
+    assert losses and all(np.isfinite(v) for v in losses.values())
+    assert t.steps == 1
+    folder = t.save(tmp_path / "unet")
+    u = train.UNetTrainer(UNET_DIR)
+    u.load(folder)
+    assert u.step(batches[1]) == t.step(batches[1])
+    assert_state_equal(u.state_dict(), t.state_dict())
+    with pytest.raises(InvalidInputError):
+        train.UNetTrainer({"a": np.zeros(1, np.float32)})  # type: ignore[arg-type]

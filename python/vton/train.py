@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _vton
-from .errors import InvalidInputError
+from .errors import InvalidInputError, VtonRuntimeError
 
 PathLike = Union[str, "os.PathLike[str]"]
 Weights = Union[PathLike, Mapping[str, Any], None]
@@ -102,48 +103,58 @@ class _Trainer:
                device: str = "cpu", seed: int = 0, opts: Mapping[str, Any]) -> None:
         wp, wd = _weights(weights, "weights")
         dp, dd = _weights(discriminator, "discriminator")
+        self._thread = threading.get_ident()
         self._inner = _vton._Trainer(self._kind, wp, wd, dp, dd, _path(vgg, "vgg"), _options_json(opts),
                                      int(seed), str(device))
+
+    def _native(self) -> Any:
+        """The native trainer, which only the thread that made it may use."""
+        if threading.get_ident() != self._thread:
+            raise VtonRuntimeError(f"{type(self).__name__} is used from another thread than the one that made it "
+                                   "(a trainer stays on its thread; make one per thread)")
+        return self._inner
 
     @property
     def kind(self) -> str:
         """``gmm``, ``tom``, ``tocg`` or ``unet``."""
-        return str(self._inner.kind)
+        return str(self._native().kind)
 
     @property
     def steps(self) -> int:
         """Optimiser steps done so far."""
-        return int(self._inner.steps)
+        return int(self._native().steps)
 
     @property
     def lr(self) -> float:
         """The learning rate the next step uses (the original schedule)."""
-        return float(self._inner.lr)
+        return float(self._native().lr)
 
     def step(self, batch: Mapping[str, np.ndarray]) -> Dict[str, float]:
         """One optimiser step (every optimiser of the method) on a batch; returns every
         loss term by the name the original script gives it."""
-        return dict(self._inner.step(_batch(batch)))
+        return dict(self._native().step(_batch(batch)))
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """The model's state dict under the original keys (PyTorch layout, float32;
         BatchNorm ``num_batches_tracked`` int64)."""
-        return dict(self._inner.state_dict(None))
+        return dict(self._native().state_dict(None))
 
     def save(self, path: PathLike) -> str:
         """Saves everything a resume needs (weights, optimiser moments, step, options) into
         the run folder ``path`` as ``path/checkpoints/step_<steps>/`` (``state.json``,
         ``<model>.safetensors`` and ``.pth``, ``optimizer.safetensors``), the layout
         ``vton train --out path`` writes; returns the checkpoint folder."""
-        return os.fspath(self._inner.save(os.fspath(path)))
+        return os.fspath(self._native().save(os.fspath(path)))
 
     def load(self, path: PathLike) -> str:
         """Restores a checkpoint folder (one with ``state.json``) or a run folder's newest
         complete checkpoint, so that stepping continues exactly as if never stopped;
         returns the folder read."""
-        return os.fspath(self._inner.load(os.fspath(path)))
+        return os.fspath(self._native().load(os.fspath(path)))
 
     def __repr__(self) -> str:
+        if "_inner" not in self.__dict__ or threading.get_ident() != self._thread:
+            return f"<{type(self).__name__}>"
         return f"{type(self).__name__}(steps={self.steps}, lr={self.lr:g})"
 
 
@@ -196,7 +207,7 @@ class ConditionGeneratorTrainer(_Trainer):
         self._build(generator, discriminator=discriminator, vgg=vgg, device=device, seed=seed, opts=opts)
 
     def _model_name(self, which: str) -> str:
-        names = list(self._inner.model_names())
+        names = list(self._native().model_names())
         w = which.upper()
         if w not in ("G", "D"):
             raise InvalidInputError(f"which must be 'G' or 'D', got {which!r}")
@@ -209,7 +220,7 @@ class ConditionGeneratorTrainer(_Trainer):
 
     def state_dict(self, which: str = "G") -> Dict[str, np.ndarray]:  # type: ignore[override]
         """``"G"``: the condition generator's state dict; ``"D"``: the discriminator's."""
-        return dict(self._inner.state_dict(self._model_name(which)))
+        return dict(self._native().state_dict(self._model_name(which)))
 
 
 class UNetTrainer(_Trainer):
@@ -234,7 +245,7 @@ class UNetTrainer(_Trainer):
         t = b.get("timesteps")
         if t is not None and np.issubdtype(t.dtype, np.integer):
             b["timesteps"] = t.astype(np.float32)
-        return dict(self._inner.step(b))
+        return dict(self._native().step(b))
 
 
 @dataclass(frozen=True)

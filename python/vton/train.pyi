@@ -11,6 +11,8 @@ Weights = Union[PathLike, Mapping[str, Any], None]
 class _Trainer:
     _kind: str
     _inner: Any
+    _thread: int
+    def _native(self) -> Any: ...
     def _build(self, weights: Weights, *, discriminator: Weights = None, vgg: Optional[PathLike] = None,
                device: str = "cpu", seed: int = 0, opts: Mapping[str, Any]) -> None: ...
     @property
