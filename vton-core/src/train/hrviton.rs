@@ -735,8 +735,8 @@ impl ConditionGeneratorTrainer {
 
         if o.interflowloss {
             let seg_soft = softmax(s.clone(), 1);
-            for i in 0..nf - 1 {
-                let flow = flow_list[i].clone();
+            for (i, flow) in flow_list.iter().take(nf - 1).enumerate() {
+                let flow = flow.clone();
                 let [_, fh, fw, _] = flow.dims();
                 let grid = make_grid(n, ih, iw, &dev);
                 let nchw = flow.permute([0, 3, 1, 2]);
