@@ -431,35 +431,56 @@ impl GmmTrainer {
         &self,
         batch: &GmmBatch,
     ) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> {
-        let dev = &self.core.device;
-        let b = GmmBatch {
-            agnostic: batch.agnostic.clone().to_device(dev),
-            cloth_mask: batch.cloth_mask.clone().to_device(dev),
-            cloth: batch.cloth.clone().to_device(dev),
-            parse_cloth: batch.parse_cloth.clone().to_device(dev),
-        };
-        let (out, updates) = train_mode(|| self.model.forward(b.agnostic, b.cloth_mask));
-        let out = out?;
-        let warped = grid_sample(
-            b.cloth,
-            out.grid.clone(),
-            GridSampleOptions::new(SampleMode::Bilinear, PaddingMode::Border, false),
+        gmm_losses(
+            &self.model,
+            self.core.options.gic_weight,
+            &self.core.device,
+            batch,
+        )
+    }
+
+    /// One `train_gmm` iteration data-parallel over `devices` (see [`data_parallel`]):
+    /// the batch is split along dim 0 into one shard per device.
+    pub fn step_data_parallel(
+        &mut self,
+        batch: &GmmBatch,
+        devices: &[Device],
+    ) -> Result<StepOutput> {
+        let n = batch.agnostic.dims()[0];
+        let ranges = shard_ranges(n, devices.len())?;
+        let shards: Vec<(GmmBatch, usize, Device)> = ranges
+            .iter()
+            .zip(devices)
+            .map(|(r, d)| {
+                let cut = |t: &Tensor<4>| t.clone().narrow(0, r.start, r.len());
+                (
+                    GmmBatch {
+                        agnostic: cut(&batch.agnostic),
+                        cloth_mask: cut(&batch.cloth_mask),
+                        cloth: cut(&batch.cloth),
+                        parse_cloth: cut(&batch.parse_cloth),
+                    },
+                    r.len(),
+                    d.clone().autodiff(),
+                )
+            })
+            .collect();
+        let gic = self.core.options.gic_weight;
+        let (terms, grads, updates) = data_parallel(
+            &self.model,
+            &self.core.params,
+            &self.core.device,
+            shards,
+            |m, b, d| gmm_losses(m, gic, d, b),
         )?;
-        let lwarp = losses::l1(warped, b.parse_cloth);
-        let [n, h, w, _] = out.grid.dims();
-        let gic_raw = losses::grid_interval_consistency(out.grid);
-        let lgic = gic_raw.clone().div_scalar((n * h * w) as f64);
-        let total = lwarp.clone() + lgic.clone().mul_scalar(self.core.options.gic_weight);
-        let mut terms = LossTerms::new();
-        for (k, t) in [
-            ("Lwarp", &lwarp),
-            ("Lgic", &lgic),
-            ("Lgic_raw", &gic_raw),
-            ("total", &total),
-        ] {
-            terms.insert(k.to_string(), scalar(t)?);
-        }
-        Ok((total, terms, updates))
+        check_finite(&terms, self.core.step)?;
+        let lr = self.core.lr();
+        self.model = self.core.apply(self.model.clone(), &grads, updates, lr)?;
+        Ok(StepOutput {
+            losses: terms,
+            lr,
+            grads: Some(grads),
+        })
     }
 
     /// One `train_gmm` iteration: forward (train mode), backward, Adam step. With
@@ -592,38 +613,60 @@ impl TomTrainer {
         &self,
         batch: &TomBatch,
     ) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> {
-        let dev = &self.core.device;
-        let to = |t: &Tensor<4>| t.clone().to_device(dev);
-        let (image, pcm) = (to(&batch.image), to(&batch.parse_cloth_mask));
-        let (out, updates) = train_mode(|| {
-            self.model
-                .forward(to(&batch.agnostic), to(&batch.cloth), to(&batch.cloth_mask))
-        });
-        let out = out?;
-        if out.p_tryon.dims() != image.dims() || out.m_composite.dims() != pcm.dims() {
-            return Err(VtonError::SizeMismatch {
-                what: "TOM targets (image, parse cloth mask)".into(),
-                expected: format!("{:?} and {:?}", out.p_tryon.dims(), out.m_composite.dims()),
-                actual: format!("{:?} and {:?}", image.dims(), pcm.dims()),
-            });
-        }
-        let loss_l1 = losses::l1(out.p_tryon.clone(), image.clone());
-        let (loss_vgg, layers) = self.vgg.forward_terms(out.p_tryon, image)?;
-        let loss_mask = losses::l1(out.m_composite, pcm);
-        let total = loss_l1.clone() + loss_vgg.clone() + loss_mask.clone();
-        let mut terms = LossTerms::new();
-        for (k, t) in [
-            ("loss_l1", &loss_l1),
-            ("loss_vgg", &loss_vgg),
-            ("loss_mask", &loss_mask),
-            ("total", &total),
-        ] {
-            terms.insert(k.to_string(), scalar(t)?);
-        }
-        for (i, t) in layers.iter().enumerate() {
-            terms.insert(format!("vgg_layer_l1.{i}"), scalar(t)?);
-        }
-        Ok((total, terms, updates))
+        tom_losses(&self.model, &self.vgg, &self.core.device, batch)
+    }
+
+    /// One `train_tom` iteration data-parallel over `devices` (see [`data_parallel`]).
+    /// TOM's losses are batch means and InstanceNorm is per sample, so `k` devices with
+    /// `B/k` each compute the gradient of one device with `B` (up to rounding).
+    pub fn step_data_parallel(
+        &mut self,
+        batch: &TomBatch,
+        devices: &[Device],
+    ) -> Result<StepOutput> {
+        let n = batch.agnostic.dims()[0];
+        let ranges = shard_ranges(n, devices.len())?;
+        let shards: Vec<(TomBatch, usize, Device)> = ranges
+            .iter()
+            .zip(devices)
+            .map(|(r, d)| {
+                let cut = |t: &Tensor<4>| t.clone().narrow(0, r.start, r.len());
+                (
+                    TomBatch {
+                        agnostic: cut(&batch.agnostic),
+                        cloth: cut(&batch.cloth),
+                        cloth_mask: cut(&batch.cloth_mask),
+                        image: cut(&batch.image),
+                        parse_cloth_mask: cut(&batch.parse_cloth_mask),
+                    },
+                    r.len(),
+                    d.clone().autodiff(),
+                )
+            })
+            .collect();
+        let main = self.core.device.clone();
+        let vgg = &self.vgg;
+        let (terms, grads, updates) = data_parallel(
+            &self.model,
+            &self.core.params,
+            &self.core.device,
+            shards,
+            |m, b, d| {
+                if *d == main {
+                    tom_losses(m, vgg, d, b)
+                } else {
+                    tom_losses(m, &vgg.fork(d), d, b)
+                }
+            },
+        )?;
+        check_finite(&terms, self.core.step)?;
+        let lr = self.core.lr();
+        self.model = self.core.apply(self.model.clone(), &grads, updates, lr)?;
+        Ok(StepOutput {
+            losses: terms,
+            lr,
+            grads: Some(grads),
+        })
     }
 
     /// One `train_tom` iteration: forward, backward, Adam step. The loss terms are
@@ -642,6 +685,214 @@ impl TomTrainer {
             grads: keep_grads.then_some(grads),
         })
     }
+}
+
+/// GMM forward (train mode) and `train_gmm`'s losses on `device`.
+fn gmm_losses(
+    model: &Gmm,
+    gic_weight: f64,
+    dev: &Device,
+    batch: &GmmBatch,
+) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> {
+    let b = GmmBatch {
+        agnostic: batch.agnostic.clone().to_device(dev),
+        cloth_mask: batch.cloth_mask.clone().to_device(dev),
+        cloth: batch.cloth.clone().to_device(dev),
+        parse_cloth: batch.parse_cloth.clone().to_device(dev),
+    };
+    let (out, updates) = train_mode(|| model.forward(b.agnostic, b.cloth_mask));
+    let out = out?;
+    let warped = grid_sample(
+        b.cloth,
+        out.grid.clone(),
+        GridSampleOptions::new(SampleMode::Bilinear, PaddingMode::Border, false),
+    )?;
+    let lwarp = losses::l1(warped, b.parse_cloth);
+    let [n, h, w, _] = out.grid.dims();
+    let gic_raw = losses::grid_interval_consistency(out.grid);
+    let lgic = gic_raw.clone().div_scalar((n * h * w) as f64);
+    let total = lwarp.clone() + lgic.clone().mul_scalar(gic_weight);
+    let mut terms = LossTerms::new();
+    for (k, t) in [
+        ("Lwarp", &lwarp),
+        ("Lgic", &lgic),
+        ("Lgic_raw", &gic_raw),
+        ("total", &total),
+    ] {
+        terms.insert(k.to_string(), scalar(t)?);
+    }
+    Ok((total, terms, updates))
+}
+
+/// TOM forward and `train_tom`'s losses on `device`.
+fn tom_losses(
+    model: &Tom,
+    vgg: &VggLoss,
+    dev: &Device,
+    batch: &TomBatch,
+) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> {
+    let to = |t: &Tensor<4>| t.clone().to_device(dev);
+    let (image, pcm) = (to(&batch.image), to(&batch.parse_cloth_mask));
+    let (out, updates) =
+        train_mode(|| model.forward(to(&batch.agnostic), to(&batch.cloth), to(&batch.cloth_mask)));
+    let out = out?;
+    if out.p_tryon.dims() != image.dims() || out.m_composite.dims() != pcm.dims() {
+        return Err(VtonError::SizeMismatch {
+            what: "TOM targets (image, parse cloth mask)".into(),
+            expected: format!("{:?} and {:?}", out.p_tryon.dims(), out.m_composite.dims()),
+            actual: format!("{:?} and {:?}", image.dims(), pcm.dims()),
+        });
+    }
+    let loss_l1 = losses::l1(out.p_tryon.clone(), image.clone());
+    let (loss_vgg, layers) = vgg.forward_terms(out.p_tryon, image)?;
+    let loss_mask = losses::l1(out.m_composite, pcm);
+    let total = loss_l1.clone() + loss_vgg.clone() + loss_mask.clone();
+    let mut terms = LossTerms::new();
+    for (k, t) in [
+        ("loss_l1", &loss_l1),
+        ("loss_vgg", &loss_vgg),
+        ("loss_mask", &loss_mask),
+        ("total", &total),
+    ] {
+        terms.insert(k.to_string(), scalar(t)?);
+    }
+    for (i, t) in layers.iter().enumerate() {
+        terms.insert(format!("vgg_layer_l1.{i}"), scalar(t)?);
+    }
+    Ok((total, terms, updates))
+}
+
+/// Splits `n` samples into `k` contiguous shards as even as possible (the first ones
+/// one larger), every shard non-empty.
+pub fn shard_ranges(n: usize, k: usize) -> Result<Vec<std::ops::Range<usize>>> {
+    if k == 0 {
+        return Err(VtonError::invalid(
+            "devices",
+            "at least one device is needed",
+        ));
+    }
+    if n < k {
+        return Err(VtonError::invalid(
+            "batch_size",
+            format!("a batch of {n} cannot be split over {k} devices"),
+        ));
+    }
+    let (q, r) = (n / k, n % k);
+    let mut out = Vec::with_capacity(k);
+    let mut start = 0;
+    for i in 0..k {
+        let len = q + usize::from(i < r);
+        out.push(start..start + len);
+        start += len;
+    }
+    Ok(out)
+}
+
+/// A data-parallel gradient: one replica of `model` per shard, each on its shard's
+/// device and in its own thread (forward, losses, backward); the gradients are brought
+/// to `main` and averaged weighted by shard size, which is the gradient of the
+/// whole-batch mean loss when every loss term is a batch mean (so `k` devices with
+/// `B/k` samples each equal one device with `B`). Loss terms are averaged the same way
+/// (terms named `*_raw`, sums over the batch, are added). Buffer updates (BatchNorm
+/// running statistics) come from the first replica, as PyTorch's
+/// `DistributedDataParallel(broadcast_buffers=True)` keeps rank 0's; BatchNorm layers
+/// normalise with their own shard's statistics, as there.
+///
+/// This is burn-train's multi-device strategy with the optimiser on the main device
+/// (`MultiDeviceOptim::OptimMainDevice`), written against this crate's trainers, which
+/// keep PyTorch's optimiser and state-dict keys.
+pub fn data_parallel<M, B, F>(
+    model: &M,
+    params: &NamedParams,
+    main: &Device,
+    shards: Vec<(B, usize, Device)>,
+    losses: F,
+) -> Result<(
+    LossTerms,
+    BTreeMap<String, Tensor<1>>,
+    Vec<crate::nn::BufferUpdate>,
+)>
+where
+    M: burn::module::Module + Sync,
+    B: Send,
+    F: Fn(&M, &B, &Device) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> + Sync,
+{
+    let total: usize = shards.iter().map(|s| s.1).sum();
+    if total == 0 {
+        return Err(VtonError::invalid("batch", "is empty"));
+    }
+    type Out = Result<(
+        LossTerms,
+        BTreeMap<String, Tensor<1>>,
+        Vec<crate::nn::BufferUpdate>,
+    )>;
+    let results: Vec<(usize, Out)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards
+            .into_iter()
+            .map(|(batch, n, device)| {
+                let losses = &losses;
+                scope.spawn(move || {
+                    let out: Out = (|| {
+                        let replica;
+                        let m = if device == *main {
+                            model
+                        } else {
+                            replica = model.clone().fork(&device);
+                            &replica
+                        };
+                        let (total, terms, updates) = losses(m, &batch, &device)?;
+                        let g = total.backward();
+                        let grads = params.grads(m, &g);
+                        Ok((terms, grads, updates))
+                    })();
+                    (n, out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        0,
+                        Err(VtonError::Backend {
+                            operation: "data-parallel replica".into(),
+                            message: "a replica thread panicked".into(),
+                        }),
+                    )
+                })
+            })
+            .collect()
+    });
+    let main_plain = main.clone();
+    let mut terms = LossTerms::new();
+    let mut grads: BTreeMap<String, Tensor<1>> = BTreeMap::new();
+    let mut updates = Vec::new();
+    for (i, (n, r)) in results.into_iter().enumerate() {
+        let (t, g, u) = r?;
+        let w = n as f64 / total as f64;
+        for (k, v) in t {
+            let add = if k.ends_with("_raw") { v } else { v * w };
+            *terms.entry(k).or_insert(0.0) += add;
+        }
+        for (k, v) in g {
+            let v = v.inner().to_device(&main_plain).inner().mul_scalar(w);
+            match grads.remove(&k) {
+                Some(acc) => grads.insert(k, acc + v),
+                None => grads.insert(k, v),
+            };
+        }
+        if i == 0 {
+            updates = u
+                .into_iter()
+                .map(|mut b| {
+                    b.value = b.value.to_device(&main_plain).inner();
+                    b
+                })
+                .collect();
+        }
+    }
+    Ok((terms, grads, updates))
 }
 
 /// A 0-d / 1-element tensor's value.

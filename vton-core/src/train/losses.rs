@@ -157,6 +157,15 @@ impl VggLoss {
         Ok(VggLoss { features, config })
     }
 
+    /// The same VGG on another device (a data-parallel replica).
+    pub fn fork(&self, device: &Device) -> Self {
+        use burn::module::Module;
+        VggLoss {
+            features: self.features.clone().fork(device),
+            config: self.config.clone(),
+        }
+    }
+
     pub fn config(&self) -> &VggLossConfig {
         &self.config
     }
