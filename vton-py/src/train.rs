@@ -24,7 +24,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList};
 use serde_json::{Map, Value};
 use vton_core::burn::tensor::{Device, Tensor, TensorData};
-use vton_core::train::checkpoint::{load_latest, SaveOptions, StateData, TrainingState};
+use vton_core::train::checkpoint::{
+    complete_checkpoints, load_latest, SaveOptions, StateData, TrainingState,
+};
 use vton_core::train::drive::{self, DataSpec, TrainKind, TrainSetup};
 use vton_core::train::run::{self as core_run, Batch, Event, RunConfig, Trainer};
 use vton_core::weights::Checkpoint;
@@ -146,10 +148,12 @@ fn unet_shape4(key: &str, s: &[usize]) -> Option<[usize; 4]> {
 }
 
 /// A Python batch dict as the loop's [`Batch`]: float32 arrays, finite, non-empty, one
-/// batch size; NCHW (U-Net: see [`unet_shape4`]).
+/// batch size (a U-Net's single shared timestep excepted), NCHW; for the image trainers
+/// one height x width (U-Net: see [`unet_shape4`]).
 fn batch_from(kind: TrainKind, d: &Bound<'_, PyDict>, device: &Device) -> PyResult<Batch> {
     let mut batch = Batch::new();
     let mut first_n: Option<(String, usize)> = None;
+    let mut first_hw: Option<(String, [usize; 2])> = None;
     for (k, v) in d.iter() {
         let key: String = k
             .extract()
@@ -181,7 +185,10 @@ fn batch_from(kind: TrainKind, d: &Bound<'_, PyDict>, device: &Device) -> PyResu
         if shape.contains(&0) {
             return Err(invalid("batch", format!("{what} is empty (shape {s:?})")));
         }
+        // U-Net: one timestep may serve the whole batch (`UNetBatch`).
+        let shared = kind == TrainKind::Unet && key == "timesteps" && s == [1];
         match &first_n {
+            _ if shared => {}
             Some((k0, n0)) if *n0 != shape[0] => {
                 return Err(to_py_err(VtonError::SizeMismatch {
                     what: format!("the batch size of {what} and batch[{k0:?}]"),
@@ -191,6 +198,20 @@ fn batch_from(kind: TrainKind, d: &Bound<'_, PyDict>, device: &Device) -> PyResu
             }
             Some(_) => {}
             None => first_n = Some((key.clone(), shape[0])),
+        }
+        // The dataset classes of the image trainers return every key at the fine size.
+        if kind != TrainKind::Unet {
+            match &first_hw {
+                Some((k0, hw)) if *hw != [shape[2], shape[3]] => {
+                    return Err(to_py_err(VtonError::SizeMismatch {
+                        what: format!("the height x width of {what} and batch[{k0:?}]"),
+                        expected: format!("{}x{}", hw[0], hw[1]),
+                        actual: format!("{}x{}", shape[2], shape[3]),
+                    }))
+                }
+                Some(_) => {}
+                None => first_hw = Some((key.clone(), [shape[2], shape[3]])),
+            }
         }
         let data: Vec<f32> = r.as_array().iter().copied().collect();
         if let Some((i, x)) = data.iter().enumerate().find(|(_, x)| !x.is_finite()) {
@@ -657,6 +678,15 @@ fn _train_run<'py>(
                 workers,
                 skip_bad: skip_bad_samples,
                 options,
+                // A resumed run continues the sample order after the batches already seen.
+                start_batch: if resume {
+                    complete_checkpoints(&out)?
+                        .last()
+                        .map(|(s, _)| *s as usize)
+                        .unwrap_or(0)
+                } else {
+                    0
+                },
             };
             let (mut train, mut val) = drive::open_data(kind, &spec, &device)?;
             let config = RunConfig {
