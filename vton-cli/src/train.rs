@@ -136,6 +136,15 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         workers: args.workers,
         skip_bad: args.skip_bad_samples,
         options,
+        // A resumed run continues the sample order after the batches already seen.
+        start_batch: if args.resume {
+            vton_core::train::checkpoint::complete_checkpoints(&args.out)?
+                .last()
+                .map(|(s, _)| *s as usize)
+                .unwrap_or(0)
+        } else {
+            0
+        },
     };
     let (mut data, mut val) = drive::open_data(kind, &spec, &device)?;
     let config = RunConfig {

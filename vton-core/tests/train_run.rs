@@ -242,3 +242,137 @@ fn unknown_options_are_refused_by_name() {
     let err = build_trainer(&s, &Device::flex()).err().expect("refused");
     assert!(err.to_string().contains("grid_sise"), "{err}");
 }
+
+/// Writes the tensors of a fixture under `prefix` (prefix stripped) as a safetensors file.
+fn extract(fixture: &std::path::Path, prefix: &str, out: &std::path::Path) {
+    use vton_core::train::checkpoint::{load_safetensors, save_safetensors};
+    let (all, _) = load_safetensors(fixture).unwrap();
+    let sub: std::collections::BTreeMap<_, _> = all
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v)))
+        .collect();
+    assert!(!sub.is_empty(), "{prefix}");
+    save_safetensors(out, &sub, &Default::default()).unwrap();
+}
+
+/// `vton train tocg`'s trainer on the bundled VITON-HD pairs (HR-VITON's dataset class at
+/// 128x96), G/D/VGG from the HR-VITON training fixture: a run, a resumed run equal to
+/// the uninterrupted one (Dropout masks drawn per (seed, step)), both models saved.
+#[test]
+fn tocg_run_on_the_tiny_vitonhd_set_resumes_exactly() {
+    use vton_core::train::drive::{open_data, DataSpec};
+    let dev = Device::flex();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/training/train_hrviton_tocg.safetensors");
+    let (g, d, v) = (
+        tmp.path().join("g.safetensors"),
+        tmp.path().join("d.safetensors"),
+        tmp.path().join("vgg.safetensors"),
+    );
+    extract(&fx, "weights.G.", &g);
+    extract(&fx, "weights.D.", &d);
+    extract(&fx, "vgg.", &v);
+    let mut options = serde_json::Map::new();
+    for (k, val) in [
+        ("fine_height", json!(128)),
+        ("fine_width", json!(96)),
+        ("Ddownx2", json!(true)),
+        ("Ddropout", json!(true)),
+        ("occlusion", json!(true)),
+        ("interflowloss", json!(true)),
+        ("lasttvonly", json!(true)),
+    ] {
+        options.insert(k.into(), val);
+    }
+    let setup = TrainSetup {
+        kind: TrainKind::Tocg,
+        weights: Some(g),
+        discriminator: Some(d),
+        vgg: Some(v),
+        options: options.clone(),
+        seed: 3,
+        weights_checkpoint: None,
+        discriminator_checkpoint: None,
+    };
+    let spec = |start: usize| DataSpec {
+        root: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/vitonhd_tiny"),
+        batch_size: 1,
+        seed: 3,
+        workers: 0,
+        skip_bad: false,
+        options: options.clone(),
+        start_batch: start,
+    };
+    let cancel = AtomicBool::new(false);
+    let cfg = |out: &std::path::Path, steps: usize, resume: bool| RunConfig {
+        out_dir: out.to_path_buf(),
+        steps,
+        save_every: 0,
+        val_every: 2,
+        resume,
+        keep_checkpoints: 0,
+    };
+    let a = tmp.path().join("a");
+    let mut t = build_trainer(&setup, &dev).unwrap();
+    let (mut data, mut val) = open_data(TrainKind::Tocg, &spec(0), &dev).unwrap();
+    let mut validated = 0;
+    run(
+        t.as_mut(),
+        data.as_mut(),
+        val.as_deref_mut().map(|v| v as &mut dyn BatchSource),
+        &cfg(&a, 3, false),
+        &cancel,
+        &mut |e| {
+            if let Event::Validated {
+                ssim, psnr, panel, ..
+            } = e
+            {
+                assert!(ssim.is_finite() && psnr.is_finite());
+                assert!(panel.exists());
+                validated += 1;
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(validated, 1);
+    let b = tmp.path().join("b");
+    let mut t1 = build_trainer(&setup, &dev).unwrap();
+    let (mut data, _) = open_data(TrainKind::Tocg, &spec(0), &dev).unwrap();
+    run(
+        t1.as_mut(),
+        data.as_mut(),
+        None,
+        &cfg(&b, 1, false),
+        &cancel,
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut t2 = build_trainer(&setup, &dev).unwrap();
+    let (mut data, _) = open_data(TrainKind::Tocg, &spec(1), &dev).unwrap();
+    run(
+        t2.as_mut(),
+        data.as_mut(),
+        None,
+        &cfg(&b, 3, true),
+        &cancel,
+        &mut |_| {},
+    )
+    .unwrap();
+    let (sa, sb) = (
+        load_latest(&a).unwrap().unwrap().state,
+        load_latest(&b).unwrap().unwrap().state,
+    );
+    assert_eq!(sa.global_step, 3);
+    for m in ["tocg", "discriminator"] {
+        let (x, y) = (&sa.models[m], &sb.models[m]);
+        assert_eq!(x.len(), y.len());
+        for (k, t) in x {
+            assert_eq!(t.to_f32_vec(), y[k].to_f32_vec(), "{m} {k}");
+        }
+    }
+    assert!(sa.models["discriminator"]
+        .keys()
+        .any(|k| k.starts_with("layer")));
+}

@@ -1557,6 +1557,25 @@ impl BatchLoader {
         workers: usize,
         skip_bad: bool,
     ) -> Result<Self> {
+        Self::resumed(
+            dataset, batch_size, shuffle, seed, drop_last, workers, skip_bad, 0,
+        )
+    }
+
+    /// A loader positioned after `batches_done` batches (a resumed run): the same
+    /// epoch orders, continuing at the batch that would come next when no sample was
+    /// skipped, without decoding the batches before it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resumed(
+        dataset: impl Into<Dataset>,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        drop_last: bool,
+        workers: usize,
+        skip_bad: bool,
+        batches_done: usize,
+    ) -> Result<Self> {
         let dataset = Arc::new(dataset.into());
         let len = dataset.len();
         if batch_size == 0 {
@@ -1571,6 +1590,12 @@ impl BatchLoader {
                 format!("{batch_size} > {len} samples with drop_last: no batch would ever be full"),
             ));
         }
+        let per_epoch = if drop_last {
+            len / batch_size
+        } else {
+            len.div_ceil(batch_size)
+        };
+        let start = (batches_done / per_epoch) * len + (batches_done % per_epoch) * batch_size;
         let mut receivers = Vec::new();
         let mut handles = Vec::new();
         if workers > 0 {
@@ -1582,7 +1607,8 @@ impl BatchLoader {
                     .name(format!("vton-data-{k}"))
                     .spawn(move || {
                         let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
-                        let mut seq = k;
+                        // The first position >= start this worker serves (seq % workers == k).
+                        let mut seq = start + (k + workers - start % workers) % workers;
                         loop {
                             let epoch = seq / len;
                             if order.0 != epoch {
@@ -1605,7 +1631,7 @@ impl BatchLoader {
             }
         }
         Ok(BatchLoader {
-            order: (0, epoch_order(len, shuffle, seed, 0)),
+            order: (start / len, epoch_order(len, shuffle, seed, start / len)),
             dataset,
             batch_size,
             shuffle,
@@ -1615,8 +1641,8 @@ impl BatchLoader {
             workers,
             receivers,
             handles,
-            next_seq: 0,
-            epoch_batches: (0, 0),
+            next_seq: start,
+            epoch_batches: (start / len, batches_done % per_epoch),
             bad: Vec::new(),
             bad_seen: HashSet::new(),
         })

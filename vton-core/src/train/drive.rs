@@ -18,6 +18,9 @@ use crate::train::cpvton::{
 use crate::train::data::{
     BatchLoader, CpvtonDataset, CpvtonStage, DataLayout, Dataset, HrVitonDataset,
 };
+use crate::train::hrviton::{
+    ConditionBatch, ConditionGeneratorTrainer, ConditionTrainOptions, HostAdamState,
+};
 use crate::train::losses::VggLossConfig;
 use crate::train::params::HostTensor;
 use crate::train::run::{Batch, BatchSource, LossTerms, Trainer, Validation};
@@ -113,6 +116,8 @@ pub struct DataSpec {
     pub workers: usize,
     pub skip_bad: bool,
     pub options: Map<String, Value>,
+    /// Batches already trained on (a resumed run continues the same sample order there).
+    pub start_batch: usize,
 }
 
 /// Reads options by name, failing on unknown names and wrong types.
@@ -273,7 +278,8 @@ pub fn build_trainer(setup: &TrainSetup, device: &Device) -> Result<Box<dyn Trai
     match setup.kind {
         TrainKind::Gmm => Ok(Box::new(GmmDrive::new(setup, device)?)),
         TrainKind::Tom => Ok(Box::new(TomDrive::new(setup, device)?)),
-        TrainKind::Tocg | TrainKind::Unet => Err(VtonError::Unsupported {
+        TrainKind::Tocg => Ok(Box::new(TocgDrive::new(setup, device)?)),
+        TrainKind::Unet => Err(VtonError::Unsupported {
             what: format!(
                 "`vton train {}` is not wired to the loop yet",
                 setup.kind.name()
@@ -735,7 +741,7 @@ pub fn open_data(
         }
     };
     let val_count = o.usize("val_count", 4)?.min(dataset.len()).max(1);
-    let train = BatchLoader::new(
+    let train = BatchLoader::resumed(
         dataset.clone(),
         spec.batch_size,
         shuffle,
@@ -743,6 +749,7 @@ pub fn open_data(
         false,
         spec.workers,
         spec.skip_bad,
+        spec.start_batch,
     )?;
     let val = BatchLoader::new(dataset, val_count, false, spec.seed, false, 0, true)?;
     Ok((
@@ -755,4 +762,237 @@ pub fn open_data(
             device: device.clone(),
         })),
     ))
+}
+
+/// `train_condition.py`'s options (its own names: `G_lr`, `CElamda`, `Ddownx2`, ...;
+/// `lr` sets both learning rates).
+pub fn condition_options(o: &Opts) -> Result<ConditionTrainOptions> {
+    let d = ConditionTrainOptions::default();
+    let lr = o.f64("lr", d.G_lr)?;
+    Ok(ConditionTrainOptions {
+        fine_height: o.usize("fine_height", d.fine_height)?,
+        fine_width: o.usize("fine_width", d.fine_width)?,
+        semantic_nc: o.usize("semantic_nc", d.semantic_nc)?,
+        output_nc: o.usize("output_nc", d.output_nc)?,
+        warp_feature: o.string("warp_feature", &d.warp_feature)?,
+        out_layer: o.string("out_layer", &d.out_layer)?,
+        G_lr: o.f64("G_lr", lr)?,
+        D_lr: o.f64("D_lr", lr)?,
+        CElamda: o.f64("CElamda", d.CElamda)?,
+        GANlambda: o.f64("GANlambda", d.GANlambda)?,
+        tvlambda: o.f64("tvlambda", d.tvlambda)?,
+        upsample: o.string("upsample", &d.upsample)?,
+        clothmask_composition: o.string("clothmask_composition", &d.clothmask_composition)?,
+        edgeawaretv: o.string("edgeawaretv", &d.edgeawaretv)?,
+        add_lasttv: o.bool("add_lasttv", d.add_lasttv)?,
+        lasttvonly: o.bool("lasttvonly", d.lasttvonly)?,
+        interflowloss: o.bool("interflowloss", d.interflowloss)?,
+        occlusion: o.bool("occlusion", d.occlusion)?,
+        no_GAN_loss: o.bool("no_GAN_loss", d.no_GAN_loss)?,
+        G_D_seperate: o.bool("G_D_seperate", d.G_D_seperate)?,
+        Ddownx2: o.bool("Ddownx2", d.Ddownx2)?,
+        Ddropout: o.bool("Ddropout", d.Ddropout)?,
+        spectral: o.bool("spectral", d.spectral)?,
+        num_D: o.usize("num_D", d.num_D)?,
+        n_layers_D: o.usize("n_layers_D", d.n_layers_D)?,
+    })
+}
+
+/// `vton train tocg`: HR-VITON's condition generator and its discriminator. The Dropout
+/// masks of a step are drawn from a generator seeded by (seed, step), so a resumed run
+/// draws what the uninterrupted one would.
+pub struct TocgDrive {
+    trainer: ConditionGeneratorTrainer,
+    options: ConditionTrainOptions,
+    raw_options: Map<String, Value>,
+    vgg: Checkpoint,
+    seed: u64,
+    device: Device,
+}
+
+fn to_moments(m: BTreeMap<String, HostAdamState>, config: Value) -> Result<OptimizerState> {
+    let mut state = BTreeMap::new();
+    for (k, s) in m {
+        state.insert(
+            k,
+            MomentState {
+                exp_avg: StateTensor::from_host(&s.exp_avg)?,
+                exp_avg_sq: StateTensor::from_host(&s.exp_avg_sq)?,
+                step: s.step,
+            },
+        );
+    }
+    Ok(OptimizerState { state, config })
+}
+
+fn from_moments(o: &OptimizerState) -> BTreeMap<String, HostAdamState> {
+    o.state
+        .iter()
+        .map(|(k, m)| {
+            (
+                k.clone(),
+                HostAdamState {
+                    exp_avg: m.exp_avg.to_host(),
+                    exp_avg_sq: m.exp_avg_sq.to_host(),
+                    step: m.step,
+                },
+            )
+        })
+        .collect()
+}
+
+impl TocgDrive {
+    pub fn new(setup: &TrainSetup, device: &Device) -> Result<Self> {
+        let o = Opts::new(&setup.options);
+        let options = condition_options(&o)?;
+        o.finish("tocg", DATA_OPTIONS)?;
+        let g = setup
+            .initial_weights("ClothEncoder.0.scale.weight")?
+            .ok_or_else(|| {
+                VtonError::invalid(
+                    "weights",
+                    "training tocg needs the condition generator's initial weights (--weights)",
+                )
+            })?;
+        let d = match (&setup.discriminator_checkpoint, &setup.discriminator) {
+            (Some(c), _) => c.clone().rooted_at("layer0.0.weight"),
+            (None, Some(p)) => Checkpoint::open(p)?.rooted_at("layer0.0.weight"),
+            (None, None) => {
+                return Err(VtonError::invalid(
+                    "discriminator",
+                    "training tocg needs the discriminator's initial weights (--discriminator)",
+                ))
+            }
+        };
+        let vgg =
+            Checkpoint::open(need(&setup.vgg, "vgg", setup.kind)?)?.rooted_at("features.0.weight");
+        let trainer =
+            ConditionGeneratorTrainer::from_loaded(&g, &d, &vgg, options.clone(), device)?;
+        Ok(TocgDrive {
+            trainer,
+            options,
+            raw_options: setup.options.clone(),
+            vgg,
+            seed: setup.seed,
+            device: device.clone(),
+        })
+    }
+
+    pub fn trainer(&self) -> &ConditionGeneratorTrainer {
+        &self.trainer
+    }
+
+    fn batch(batch: &Batch) -> Result<ConditionBatch> {
+        Ok(ConditionBatch {
+            cloth: batch_get(batch, "cloth")?,
+            cloth_mask: batch_get(batch, "cloth_mask")?,
+            parse_agnostic: batch_get(batch, "parse_agnostic")?,
+            densepose: batch_get(batch, "densepose")?,
+            parse_onehot: batch_get(batch, "parse_onehot")?,
+            parse: batch_get(batch, "parse")?,
+            pcm: batch_get(batch, "pcm")?,
+            parse_cloth: batch_get(batch, "parse_cloth")?,
+        })
+    }
+}
+
+impl Trainer for TocgDrive {
+    fn kind(&self) -> &'static str {
+        "tocg"
+    }
+
+    fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
+        let step = self.trainer.step_count() as u64;
+        self.trainer
+            .set_dropout_seed(self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let out = self.trainer.step(&Self::batch(batch)?, None)?;
+        let mut l = out.losses;
+        l.retain(|k, _| !k.starts_with("sub."));
+        Ok(l)
+    }
+
+    fn steps_done(&self) -> usize {
+        self.trainer.step_count()
+    }
+
+    fn current_lr(&self) -> f64 {
+        self.options.G_lr
+    }
+
+    fn validate(&self, batch: &Batch) -> Result<Validation> {
+        let b = Self::batch(batch)?;
+        let out = self.trainer.predict(&b)?;
+        Ok(Validation {
+            prediction: out.warped_cloth.clone(),
+            target: b.parse_cloth.clone(),
+            panel: vec![
+                ("cloth".into(), b.cloth.clone()),
+                ("warped cloth".into(), out.warped_cloth),
+                ("target (parse cloth)".into(), b.parse_cloth),
+            ],
+        })
+    }
+
+    fn training_state(&self) -> Result<TrainingState> {
+        let t = &self.trainer;
+        let mut models = BTreeMap::new();
+        models.insert(
+            "tocg".to_string(),
+            state_tensors(t.state_dict_g()?, t.num_batches_tracked())?,
+        );
+        models.insert(
+            "discriminator".to_string(),
+            state_tensors(t.state_dict_d()?, &BTreeMap::new())?,
+        );
+        let mut optimizers = BTreeMap::new();
+        optimizers.insert(
+            "g".to_string(),
+            to_moments(
+                t.optimizer_state_g()?,
+                serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "lr": self.options.G_lr}),
+            )?,
+        );
+        optimizers.insert(
+            "d".to_string(),
+            to_moments(
+                t.optimizer_state_d()?,
+                serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "lr": self.options.D_lr}),
+            )?,
+        );
+        let step = t.step_count() as u64;
+        Ok(TrainingState {
+            global_step: step,
+            models,
+            optimizers,
+            lr_step: step,
+            rng: BTreeMap::new(),
+            options: Value::Object(self.raw_options.clone()),
+            extra: serde_json::json!({"kind": "tocg", "dropout_seed": self.seed}),
+        })
+    }
+
+    fn restore(&mut self, state: TrainingState) -> Result<()> {
+        let g = checkpoint_of("checkpoint tocg", &model_state(&state, "tocg")?)?;
+        let d = checkpoint_of(
+            "checkpoint discriminator",
+            &model_state(&state, "discriminator")?,
+        )?;
+        let mut t = ConditionGeneratorTrainer::from_loaded(
+            &g,
+            &d,
+            &self.vgg,
+            self.options.clone(),
+            &self.device,
+        )?;
+        let opt = |n: &str| {
+            state.optimizers.get(n).ok_or_else(|| {
+                VtonError::config(n.to_string(), "the checkpoint has no such optimiser")
+            })
+        };
+        t.load_optimizer_state_g(&from_moments(opt("g")?))?;
+        t.load_optimizer_state_d(&from_moments(opt("d")?))?;
+        t.set_step_count(state.global_step as usize);
+        self.trainer = t;
+        Ok(())
+    }
 }

@@ -250,6 +250,14 @@ pub struct ConditionStepOutput {
 
 /// One parameter's Adam state on the host, in PyTorch's layout (`exp_avg`, `exp_avg_sq`,
 /// `step` as `optimizer.state_dict()` holds them).
+/// [`ConditionGeneratorTrainer::predict`]'s outputs.
+#[derive(Debug, Clone)]
+pub struct ConditionPrediction {
+    pub warped_cloth: Tensor<4>,
+    pub warped_cloth_mask: Tensor<4>,
+    pub fake_segmap: Tensor<4>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostAdamState {
     pub exp_avg: HostTensor,
@@ -631,6 +639,28 @@ impl ConditionGeneratorTrainer {
         let out = out?;
         self.step += 1;
         Ok(out)
+    }
+
+    /// The condition generator in eval mode on a batch (validation): the warped cloth,
+    /// white outside the warped cloth mask, that mask and the segmentation logits, all
+    /// without autodiff.
+    pub fn predict(&self, batch: &ConditionBatch) -> Result<ConditionPrediction> {
+        self.check_batch(batch)?;
+        let dev = self.device.clone();
+        let mv = |t: &Tensor<4>| t.clone().to_device(&dev);
+        let cloth = mv(&batch.cloth);
+        let cm = mv(&batch.cloth_mask).greater_elem(0.5).float();
+        let input1 = Tensor::cat(vec![cloth, cm], 1);
+        let input2 = Tensor::cat(vec![mv(&batch.parse_agnostic), mv(&batch.densepose)], 1);
+        let fwd = self.tocg.forward(input1, input2)?;
+        let wcm = fwd.warped_cloth_mask.detach().inner();
+        let wc = fwd.warped_cloth.detach().inner();
+        let wc = wc * wcm.clone() + wcm.clone().neg().add_scalar(1.0);
+        Ok(ConditionPrediction {
+            warped_cloth: wc,
+            warped_cloth_mask: wcm,
+            fake_segmap: fwd.fake_segmap.detach().inner(),
+        })
     }
 
     fn run_step(
