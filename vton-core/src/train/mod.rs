@@ -13,6 +13,7 @@ pub mod cpvton;
 pub mod data;
 pub mod diffusion;
 pub mod drive;
+pub mod drive_unet;
 pub mod gan;
 pub mod init;
 pub mod hrviton;
