@@ -84,6 +84,11 @@ pub struct TrainArgs {
     /// cpu | wgpu | cuda[:N]
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Data-parallel training over several devices, comma-separated (cuda:0,cuda:1;
+    /// cpu,cpu runs two replicas on the CPU): the batch is split between them and the
+    /// gradients averaged. gmm and tom.
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
 }
 
 fn parse_opt(s: &str) -> Result<(String, serde_json::Value)> {
@@ -128,6 +133,24 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         discriminator_checkpoint: None,
     };
     let mut trainer = drive::build_trainer(&setup, &device)?;
+    if !args.devices.is_empty() {
+        let devices = args
+            .devices
+            .iter()
+            .map(|d| device_from_name(d))
+            .collect::<Result<Vec<_>>>()?;
+        if args.batch_size < devices.len() {
+            return Err(VtonError::invalid(
+                "--batch-size",
+                format!(
+                    "{} cannot be split over {} devices",
+                    args.batch_size,
+                    devices.len()
+                ),
+            ));
+        }
+        trainer.set_devices(devices)?;
+    }
     let steps = args.steps.unwrap_or_else(|| drive::default_steps(&setup));
     let spec = DataSpec {
         root: args.data.clone(),

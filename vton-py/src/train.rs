@@ -228,27 +228,20 @@ fn batch_from(kind: TrainKind, d: &Bound<'_, PyDict>, device: &Device) -> PyResu
     Ok(batch)
 }
 
-/// A trainer confined to the thread that created it.
-struct Confined(Box<dyn Trainer>);
+/// The trainer behind a lock (the class is also `unsendable`: pyo3 keeps it on the thread
+/// that made it; the lock lets the closures that use it run with the GIL released).
+struct Confined(Mutex<Box<dyn Trainer>>);
 
 impl Confined {
-    fn get(&self) -> &dyn Trainer {
-        self.0.as_ref()
+    fn new(t: Box<dyn Trainer>) -> Self {
+        Confined(Mutex::new(t))
     }
 
-    fn get_mut(&mut self) -> &mut dyn Trainer {
-        self.0.as_mut()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Trainer>> {
+        // A panic inside a step is caught by `guarded`; the trainer stays usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
-
-// SAFETY: the only owner is `PyTrainer`, an `unsendable` pyclass: pyo3 refuses any access
-// from another thread. `Python::detach` runs its closure synchronously on the calling
-// thread, so the trainer is never moved to, nor shared with, another thread; the bounds
-// only let the closures that use it run while the GIL is released. (`Trainer` itself has
-// no `Send` bound, so `Box<dyn Trainer>` does not carry one.)
-unsafe impl Send for Confined {}
-// SAFETY: as above: no other thread ever holds a reference.
-unsafe impl Sync for Confined {}
 
 /// A payload a caught panic carried, as text.
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -379,7 +372,7 @@ impl PyTrainer {
             .detach(move || {
                 guarded("building the trainer", || {
                     let setup = args.build()?;
-                    drive::build_trainer(&setup, &d).map(Confined)
+                    drive::build_trainer(&setup, &d).map(Confined::new)
                 })
             })
             .map_err(to_py_err)?;
@@ -398,13 +391,13 @@ impl PyTrainer {
     /// Optimiser steps done.
     #[getter]
     fn steps(&self) -> usize {
-        self.trainer.0.steps_done()
+        self.trainer.lock().steps_done()
     }
 
     /// The learning rate of the next step.
     #[getter]
     fn lr(&self) -> f64 {
-        self.trainer.0.current_lr()
+        self.trainer.lock().current_lr()
     }
 
     /// One optimiser step; returns every loss term.
@@ -415,7 +408,7 @@ impl PyTrainer {
     ) -> PyResult<BTreeMap<String, f64>> {
         let batch = batch_from(self.kind, &batch, &self.device)?;
         let t = &mut self.trainer;
-        py.detach(|| guarded("the training step", || t.get_mut().train_step(&batch)))
+        py.detach(|| guarded("the training step", || t.lock().train_step(&batch)))
             .map_err(to_py_err)
     }
 
@@ -423,7 +416,7 @@ impl PyTrainer {
     fn model_names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let t = &self.trainer;
         let state = py
-            .detach(|| guarded("exporting the state", || t.get().training_state()))
+            .detach(|| guarded("exporting the state", || t.lock().training_state()))
             .map_err(to_py_err)?;
         Ok(state.models.keys().cloned().collect())
     }
@@ -437,7 +430,7 @@ impl PyTrainer {
     ) -> PyResult<Bound<'py, PyDict>> {
         let t = &self.trainer;
         let mut state = py
-            .detach(|| guarded("exporting the state", || t.get().training_state()))
+            .detach(|| guarded("exporting the state", || t.lock().training_state()))
             .map_err(to_py_err)?;
         let names: Vec<String> = state.models.keys().cloned().collect();
         let key = match name {
@@ -476,7 +469,7 @@ impl PyTrainer {
         let t = &self.trainer;
         py.detach(|| {
             guarded("saving", || {
-                let state = t.get().training_state()?;
+                let state = t.lock().training_state()?;
                 state.save_with(
                     &path,
                     &SaveOptions {
@@ -508,7 +501,7 @@ impl PyTrainer {
                         });
                     }
                 }
-                t.get_mut().restore(state)?;
+                t.lock().restore(state)?;
                 Ok(dir)
             })
         })
@@ -516,11 +509,13 @@ impl PyTrainer {
     }
 
     fn __repr__(&self) -> String {
+        let (steps, lr) = {
+            let t = self.trainer.lock();
+            (t.steps_done(), t.current_lr())
+        };
         format!(
-            "_Trainer(kind={:?}, steps={}, lr={})",
-            self.kind.name(),
-            self.trainer.0.steps_done(),
-            self.trainer.0.current_lr()
+            "_Trainer(kind={:?}, steps={steps}, lr={lr})",
+            self.kind.name()
         )
     }
 }

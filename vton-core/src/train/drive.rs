@@ -385,6 +385,7 @@ fn model_state(state: &TrainingState, name: &str) -> Result<BTreeMap<String, Sta
 /// `vton train gmm`.
 pub struct GmmDrive {
     trainer: GmmTrainer,
+    devices: Vec<Device>,
     options: CpvtonTrainOptions,
     raw_options: Map<String, Value>,
     device: Device,
@@ -411,6 +412,7 @@ impl GmmDrive {
         let trainer = GmmTrainer::from_loaded(&ckpt, options.clone(), device)?;
         Ok(GmmDrive {
             trainer,
+            devices: Vec::new(),
             options,
             raw_options: setup.options.clone(),
             device: device.clone(),
@@ -437,7 +439,16 @@ impl Trainer for GmmDrive {
     }
 
     fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
-        Ok(self.trainer.step(&Self::batch(batch)?, false)?.losses)
+        let b = Self::batch(batch)?;
+        if self.devices.len() > 1 {
+            return Ok(self.trainer.step_data_parallel(&b, &self.devices)?.losses);
+        }
+        Ok(self.trainer.step(&b, false)?.losses)
+    }
+
+    fn set_devices(&mut self, devices: Vec<Device>) -> Result<()> {
+        self.devices = devices;
+        Ok(())
     }
 
     fn steps_done(&self) -> usize {
@@ -527,6 +538,7 @@ impl Trainer for GmmDrive {
 /// `vton train tom`.
 pub struct TomDrive {
     trainer: TomTrainer,
+    devices: Vec<Device>,
     options: CpvtonTrainOptions,
     raw_options: Map<String, Value>,
     vgg: Checkpoint,
@@ -562,6 +574,7 @@ impl TomDrive {
             TomTrainer::from_loaded(&ckpt, &vgg, vgg_config.clone(), options.clone(), device)?;
         Ok(TomDrive {
             trainer,
+            devices: Vec::new(),
             options,
             raw_options: setup.options.clone(),
             vgg,
@@ -590,8 +603,18 @@ impl Trainer for TomDrive {
         "tom"
     }
 
+    fn set_devices(&mut self, devices: Vec<Device>) -> Result<()> {
+        self.devices = devices;
+        Ok(())
+    }
+
     fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
-        let mut l = self.trainer.step(&Self::batch(batch)?, false)?.losses;
+        let b = Self::batch(batch)?;
+        let mut l = if self.devices.len() > 1 {
+            self.trainer.step_data_parallel(&b, &self.devices)?.losses
+        } else {
+            self.trainer.step(&b, false)?.losses
+        };
         l.retain(|k, _| !k.starts_with("vgg_layer_l1."));
         Ok(l)
     }

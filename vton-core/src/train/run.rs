@@ -43,7 +43,7 @@ pub struct Validation {
 }
 
 /// A trainer the loop can drive.
-pub trait Trainer {
+pub trait Trainer: Send {
     /// `gmm`, `tom`, `tocg`, `unet`.
     fn kind(&self) -> &'static str;
     /// One optimiser step (all optimisers of the method) on a batch.
@@ -59,6 +59,17 @@ pub trait Trainer {
     fn training_state(&self) -> Result<TrainingState>;
     /// Continues from a state [`Trainer::training_state`] produced.
     fn restore(&mut self, state: TrainingState) -> Result<()>;
+    /// Trains data-parallel over these devices from the next step on (one replica per
+    /// device, the batch split along dim 0, gradients averaged; see
+    /// [`crate::train::cpvton::data_parallel`]). One device is the plain step.
+    fn set_devices(&mut self, devices: Vec<burn::tensor::Device>) -> Result<()> {
+        if devices.len() <= 1 {
+            return Ok(());
+        }
+        Err(VtonError::Unsupported {
+            what: format!("data-parallel training of {} (use one device)", self.kind()),
+        })
+    }
 }
 
 /// A source of batches (the data loader, or recorded batches in tests).
