@@ -195,13 +195,22 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    // Messages go through the bar on a terminal, to stderr otherwise (a hidden bar
+    // drops its println).
+    let say = |bar: &ProgressBar, m: String| {
+        if bar.is_hidden() {
+            eprintln!("{m}");
+        } else {
+            bar.println(m);
+        }
+    };
     let mut on_event = |e: &Event| match e {
         Event::Started {
             step, resumed_from, ..
         } => {
             bar.set_position(*step as u64);
             if let Some(p) = resumed_from {
-                bar.println(format!("resumed from {} (step {step})", p.display()));
+                say(&bar, format!("resumed from {} (step {step})", p.display()));
             }
         }
         Event::Step {
@@ -224,11 +233,14 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             ssim,
             psnr,
             panel,
-        } => bar.println(format!(
-            "step {step}: validation SSIM {ssim:.4} PSNR {psnr:.2} dB ({})",
-            panel.display()
-        )),
-        Event::Saved { step, dir } => bar.println(format!("step {step}: saved {}", dir.display())),
+        } => say(
+            &bar,
+            format!(
+                "step {step}: validation SSIM {ssim:.4} PSNR {psnr:.2} dB ({})",
+                panel.display()
+            ),
+        ),
+        Event::Saved { step, dir } => say(&bar, format!("step {step}: saved {}", dir.display())),
         Event::Stopped { .. } => bar.finish_and_clear(),
     };
     let val_source: Option<&mut dyn vton_core::train::run::BatchSource> = match val.as_mut() {
