@@ -393,17 +393,16 @@ fn bad_options_are_refused_by_name() {
     // The data would draw timesteps the schedule does not have.
     let e = err(options(&[("num_train_timesteps", json!(500))]));
     assert!(e.contains("num_train_timesteps"), "{e}");
-    // A U-Net folder alone: no VAE to encode with.
-    let e = build_unet_trainer(
-        &setup(
-            &common::fixture("diffusers_unet_inpaint_pretrained"),
-            &options(&[]),
-        ),
-        &dev,
-    )
-    .err()
-    .expect("an error")
-    .to_string();
+    // A U-Net folder alone builds (stepping encoded batches) but the data needs a VAE.
+    let o = options(&[]);
+    let unet_only = common::fixture("diffusers_unet_inpaint_pretrained");
+    assert!(build_unet_trainer(&setup(&unet_only, &o), &dev).is_ok());
+    let mut o2 = o.clone();
+    o2.insert("weights".into(), json!(unet_only.display().to_string()));
+    let e = open_unet_data(&spec(&o2, 0), &o2, &dev)
+        .err()
+        .expect("an error")
+        .to_string();
     assert!(e.contains("vae"), "{e}");
     // The data side without weights or vae.
     let o = options(&[]);
@@ -427,4 +426,92 @@ fn bad_options_are_refused_by_name() {
     .expect("an error")
     .to_string();
     assert!(e.contains("in_channels"), "{e}");
+}
+
+/// Without a VAE the drive steps already-encoded batches (a notebook's), laid out as the
+/// loop's 4-d map (`timesteps [B, 1, 1, 1]`, `encoder_hidden_states [B, 1, S, D]`), and
+/// gives diffusers' losses (tests/fixtures/training/train_diffusers_unet, tolerances from
+/// its JSON).
+#[test]
+fn drive_steps_encoded_batches_as_diffusers_does() {
+    let dev = Device::flex();
+    let dir = common::fixture("training");
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("train_diffusers_unet.json")).unwrap(),
+    )
+    .unwrap();
+    let t = common::read_safetensors(&dir.join("train_diffusers_unet.safetensors"));
+    let opt = &json["optimizer"];
+    let mut o = Map::new();
+    o.insert("trainable".into(), json!("all"));
+    o.insert("learning_rate".into(), opt["lr"].clone());
+    o.insert("adam_beta1".into(), opt["betas"][0].clone());
+    o.insert("adam_beta2".into(), opt["betas"][1].clone());
+    o.insert("adam_weight_decay".into(), opt["weight_decay"].clone());
+    o.insert("adam_epsilon".into(), opt["eps"].clone());
+    let mut drive = build_unet_trainer(
+        &setup(&dir.join("train_diffusers_unet_pretrained"), &o),
+        &dev,
+    )
+    .unwrap();
+    let k_steps = json["K"].as_u64().unwrap() as usize;
+    let mut last = None;
+    for s in 0..k_steps {
+        let mut b = vton_core::train::run::Batch::new();
+        for name in [
+            "latents",
+            "masked_latents",
+            "mask",
+            "noise",
+            "timesteps",
+            "encoder_hidden_states",
+        ] {
+            let (shape, v) = &t[&format!("batch.{s}.{name}")];
+            let shape4 = match shape.len() {
+                1 => [shape[0], 1, 1, 1],
+                3 => [shape[0], 1, shape[1], shape[2]],
+                _ => [shape[0], shape[1], shape[2], shape[3]],
+            };
+            b.insert(
+                name.into(),
+                burn::tensor::Tensor::<4>::from_data(
+                    burn::tensor::TensorData::new(v.clone(), shape4),
+                    &dev,
+                ),
+            );
+        }
+        let l = drive.train_step(&b).unwrap();
+        for (what, key) in [("loss", "loss"), ("grad_norm", "grad_norm")] {
+            let want = json["loss_values"][format!("{key}.{s}")].as_f64().unwrap();
+            let rtol = json["tolerance"]["loss"][format!("step {s}")]["rtol"]
+                .as_f64()
+                .unwrap();
+            let got = l[what];
+            let rel = (got - want).abs() / want.abs();
+            eprintln!("drive step {s} {what}: {got} vs {want} rel {rel:.2e} (rtol {rtol:.0e})");
+            assert!(rel <= rtol, "step {s} {what}: rel {rel:.3e} > {rtol:.0e}");
+        }
+        last = Some(b);
+    }
+    assert_eq!(drive.steps_done(), k_steps);
+    // Validation decodes through the VAE, which this drive does not have.
+    let e = drive
+        .validate(&last.unwrap())
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(e.contains("vae"), "{e}");
+    // In-memory weights carry no U-Net config.
+    let mut s = setup(&dir.join("train_diffusers_unet_pretrained"), &o);
+    s.weights_checkpoint = Some(
+        Checkpoint::open(
+            dir.join("train_diffusers_unet_pretrained/diffusion_pytorch_model.safetensors"),
+        )
+        .unwrap(),
+    );
+    let e = build_unet_trainer(&s, &dev).err().expect("an error");
+    assert!(
+        matches!(e, vton_core::VtonError::InvalidArgument { .. }),
+        "{e:?}"
+    );
 }

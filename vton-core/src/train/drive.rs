@@ -279,12 +279,7 @@ pub fn build_trainer(setup: &TrainSetup, device: &Device) -> Result<Box<dyn Trai
         TrainKind::Gmm => Ok(Box::new(GmmDrive::new(setup, device)?)),
         TrainKind::Tom => Ok(Box::new(TomDrive::new(setup, device)?)),
         TrainKind::Tocg => Ok(Box::new(TocgDrive::new(setup, device)?)),
-        TrainKind::Unet => Err(VtonError::Unsupported {
-            what: format!(
-                "`vton train {}` is not wired to the loop yet",
-                setup.kind.name()
-            ),
-        }),
+        TrainKind::Unet => crate::train::drive_unet::build_unet_trainer(setup, device),
     }
 }
 
@@ -756,11 +751,7 @@ pub fn open_data(
             .into()
         }
         TrainKind::Unet => {
-            return Err(VtonError::Unsupported {
-                what: "`vton train unet` reads no image dataset yet: drive UNetTrainer with \
-                       encoded latents from Rust or Python"
-                    .into(),
-            })
+            return crate::train::drive_unet::open_unet_data(spec, &spec.options, device)
         }
     };
     let val_count = o.usize("val_count", 4)?.min(dataset.len()).max(1);

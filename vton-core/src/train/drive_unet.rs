@@ -314,7 +314,7 @@ fn vae_folder(o: &Opts, weights: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// `num_train_timesteps` of a scheduler config beside the VAE or in the pipeline.
-fn scheduler_timesteps(vae: &Path, weights: Option<&Path>) -> Result<Option<usize>> {
+fn scheduler_timesteps(vae: Option<&Path>, weights: Option<&Path>) -> Result<Option<usize>> {
     let mut candidates = Vec::new();
     if let Some(w) = weights {
         if let Ok((unet, pipe)) = unet_folder(w) {
@@ -324,7 +324,7 @@ fn scheduler_timesteps(vae: &Path, weights: Option<&Path>) -> Result<Option<usiz
             }
         }
     }
-    if let Some(p) = vae.parent() {
+    if let Some(p) = vae.and_then(Path::parent) {
         candidates.push(p.join("scheduler"));
     }
     for c in candidates {
@@ -383,6 +383,19 @@ pub fn unet_data_options(
     setup_options: &Map<String, Value>,
     setup_weights: Option<&Path>,
 ) -> Result<UNetDataOptions> {
+    let (d, vae) = data_options(setup_options, setup_weights, true)?;
+    Ok(UNetDataOptions {
+        vae: vae.expect("required"),
+        ..d
+    })
+}
+
+/// The data options; the VAE folder is `None` when not `require_vae` and none is found.
+fn data_options(
+    setup_options: &Map<String, Value>,
+    setup_weights: Option<&Path>,
+    require_vae: bool,
+) -> Result<(UNetDataOptions, Option<PathBuf>)> {
     let o = Opts::new(setup_options);
     let layout = layout_of(&o)?;
     let (height, width) = resolution_of(setup_options, &o)?;
@@ -397,8 +410,12 @@ pub fn unet_data_options(
         }
     };
     let weights = weights_of(setup_weights, &o)?;
-    let vae = vae_folder(&o, weights.as_deref())?;
-    let found = scheduler_timesteps(&vae, weights.as_deref())?;
+    let vae = match vae_folder(&o, weights.as_deref()) {
+        Ok(v) => Some(v),
+        Err(_) if !require_vae => None,
+        Err(e) => return Err(e),
+    };
+    let found = scheduler_timesteps(vae.as_deref(), weights.as_deref())?;
     let num_train_timesteps = o.usize("num_train_timesteps", found.unwrap_or(1000))?;
     if num_train_timesteps == 0 {
         return Err(VtonError::invalid(
@@ -414,15 +431,18 @@ pub fn unet_data_options(
         ));
     }
     o.finish("unet data", &all_names())?;
-    Ok(UNetDataOptions {
-        layout,
-        height,
-        width,
-        latent_dist,
-        num_train_timesteps,
-        validation_timestep,
+    Ok((
+        UNetDataOptions {
+            layout,
+            height,
+            width,
+            latent_dist,
+            num_train_timesteps,
+            validation_timestep,
+            vae: vae.clone().unwrap_or_default(),
+        },
         vae,
-    })
+    ))
 }
 
 /// VITON-HD pairs encoded to the U-Net's training batch (see the module documentation).
@@ -611,7 +631,9 @@ pub fn open_unet_data(
 /// `vton train unet`.
 pub struct UNetDrive {
     trainer: UNetTrainer,
-    vae: AutoencoderKL,
+    /// For validation (decoding the prediction); absent when no VAE was given (stepping
+    /// encoded batches from a notebook).
+    vae: Option<AutoencoderKL>,
     layout: UNetLayout,
     unet_dir: PathBuf,
     train_options: UNetTrainOptions,
@@ -773,9 +795,11 @@ fn host_vec(t: &Tensor<4>) -> Result<Vec<f32>> {
 impl UNetDrive {
     pub fn new(setup: &TrainSetup, device: &Device) -> Result<Self> {
         if setup.weights_checkpoint.is_some() {
-            return Err(VtonError::Unsupported {
-                what: "training unet from in-memory weights: give a diffusers folder".into(),
-            });
+            return Err(VtonError::invalid(
+                "weights",
+                "training unet needs a diffusers U-Net or pipeline folder (its config.json \
+                 describes the model); in-memory weights carry no config",
+            ));
         }
         let o = Opts::new(&setup.options);
         let layout = layout_of(&o)?;
@@ -790,13 +814,19 @@ impl UNetDrive {
         })?;
         o.finish("unet", &all_names())?;
         // The data side's options, checked here too (the same map feeds both).
-        let data = unet_data_options(&setup.options, Some(&weights))?;
+        // Without a VAE the trainer steps encoded batches (no validation decode).
+        let (data, vae_dir) = data_options(&setup.options, Some(&weights), false)?;
         let (unet_dir, _) = unet_folder(&weights)?;
         let trainer = UNetTrainer::from_pretrained(&unet_dir, train_options.clone(), device)?;
-        let vae = AutoencoderKL::from_pretrained(&data.vae, device)?;
+        let vae = match &vae_dir {
+            Some(d) => Some(AutoencoderKL::from_pretrained(d, device)?),
+            None => None,
+        };
         let cfg = &trainer.model().config;
-        let lc = vae.config.latent_channels;
-        if cfg.in_channels != 2 * lc + 1 || cfg.out_channels != lc {
+        let lc = vae
+            .as_ref()
+            .map_or(cfg.out_channels, |v| v.config.latent_channels);
+        if vae.is_some() && (cfg.in_channels != 2 * lc + 1 || cfg.out_channels != lc) {
             return Err(VtonError::config(
                 "unet",
                 format!(
@@ -866,10 +896,10 @@ impl UNetDrive {
         let latents = batch_get(batch, "latents")?;
         let [b, _, _, _] = latents.dims();
         let tt = batch_get(batch, "timesteps")?;
-        if tt.dims() != [b, 1, 1, 1] {
+        if tt.dims() != [b, 1, 1, 1] && tt.dims() != [1, 1, 1, 1] {
             return Err(VtonError::Shape {
                 what: "timesteps".into(),
-                expected: format!("({b}, 1, 1, 1)"),
+                expected: format!("({b}, 1, 1, 1) or (1, 1, 1, 1)"),
                 actual: tt.dims().to_vec(),
             });
         }
@@ -917,8 +947,8 @@ impl UNetDrive {
         };
         Ok(UNetBatch {
             latents,
-            masked_latents: Some(batch_get(batch, "masked_latents")?),
-            mask: Some(batch_get(batch, "mask")?),
+            masked_latents: batch.get("masked_latents").cloned(),
+            mask: batch.get("mask").cloned(),
             noise: batch_get(batch, "noise")?,
             timesteps,
             encoder_hidden_states,
@@ -932,7 +962,8 @@ impl UNetDrive {
         let [b, _, h, w] = ub.latents.dims();
         let mut sa = Vec::with_capacity(b);
         let mut sb = Vec::with_capacity(b);
-        for &t in &ub.timesteps {
+        for i in 0..b {
+            let t = ub.timesteps[if ub.timesteps.len() == 1 { 0 } else { i }];
             let a = *acp.get(t as usize).ok_or_else(|| {
                 VtonError::invalid("timesteps", format!("{t} is outside the schedule"))
             })?;
@@ -955,10 +986,13 @@ impl UNetDrive {
             UNetLayout::Inpaint => x0,
         };
         let _ = w;
-        Ok(self
-            .vae
-            .decode(self.vae.unscale_latents(person))?
-            .clamp(-1.0, 1.0))
+        let vae = self.vae.as_ref().ok_or_else(|| {
+            VtonError::invalid(
+                "vae",
+                "validation decodes the prediction: give a pipeline folder with vae/ or --opt vae=<folder>",
+            )
+        })?;
+        Ok(vae.decode(vae.unscale_latents(person))?.clamp(-1.0, 1.0))
     }
 }
 
