@@ -109,7 +109,10 @@ fn catvton_batches_are_laid_out_and_drawn_per_batch_index() {
     // Timesteps are integers in [0, 1000); draws differ between batches.
     for b in [&b0, &b1, &b2] {
         for t in vals(&b["timesteps"]) {
-            assert!(t >= 0.0 && t < 1000.0 && t.fract() == 0.0, "timestep {t}");
+            assert!(
+                (0.0..1000.0).contains(&t) && t.fract() == 0.0,
+                "timestep {t}"
+            );
         }
     }
     assert_ne!(vals(&b0["noise"]), vals(&b1["noise"]));

@@ -11,7 +11,12 @@
 //! name) is a diffusers pipeline folder with `unet/`, `vae/` and `scheduler/`, or a
 //! U-Net folder (`config.json` + `diffusion_pytorch_model.*`) with the option
 //! `vae=<AutoencoderKL folder>`. The U-Net must be an inpainting one:
-//! `in_channels = 2 * latent_channels + 1`, `out_channels = latent_channels`.
+//! `in_channels = 2 * latent_channels + 1`, `out_channels = latent_channels`. The data
+//! side always needs the VAE; the trainer loads it when it finds one (for validation)
+//! and otherwise steps already-encoded batches (a notebook's), with `validate` refused.
+//! `open_unet_data` sees only the option map, so with `--weights <pipeline>` alone it
+//! finds no VAE: the caller puts the weights under `pretrained_model_name_or_path` (or
+//! the user passes `--opt vae=...`).
 //!
 //! # Options (diffusers' training-script names)
 //!
@@ -556,6 +561,7 @@ impl BatchSource for UNetDataSource {
 /// encoded through the VAE on `device`. `setup_options` is the option map of the run
 /// (the trainer's names are accepted); the VAE is `vae`, else the `vae/` of the
 /// pipeline named by `pretrained_model_name_or_path` (or `weights`).
+#[allow(clippy::type_complexity)] // the signature drive::open_data returns
 pub fn open_unet_data(
     spec: &DataSpec,
     setup_options: &Map<String, Value>,
