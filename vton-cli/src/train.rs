@@ -158,7 +158,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         workers: args.workers,
         skip_bad: args.skip_bad_samples,
-        options,
+        options: drive::data_options(&setup),
         // A resumed run continues the sample order after the batches already seen.
         start_batch: if args.resume {
             vton_core::train::checkpoint::complete_checkpoints(&args.out)?

@@ -203,3 +203,48 @@ fn train_errors_are_clear() {
         assert!(!t.contains("panicked"), "{args:?}: {t}");
     }
 }
+
+#[test]
+fn train_unet_from_a_pipeline_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("u").to_string_lossy().to_string();
+    let data = tiny();
+    let pipe: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "tests",
+        "fixtures",
+        "tiny_inpaint_pipeline",
+    ]
+    .iter()
+    .collect();
+    let pipe = pipe.to_string_lossy().to_string();
+    let o = vton(&[
+        "train",
+        "unet",
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--weights",
+        &pipe,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "0",
+        "--opt",
+        "resolution=32x24",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = Path::new(&out).join("checkpoints/step_2");
+    for f in [
+        "unet.safetensors",
+        "unet.pth",
+        "optimizer.safetensors",
+        "state.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+}

@@ -672,7 +672,7 @@ fn _train_run<'py>(
                 seed,
                 workers,
                 skip_bad: skip_bad_samples,
-                options,
+                options: drive::data_options(&setup),
                 // A resumed run continues the sample order after the batches already seen.
                 start_batch: if resume {
                     complete_checkpoints(&out)?

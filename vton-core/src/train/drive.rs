@@ -241,6 +241,25 @@ pub const DATA_OPTIONS: &[&str] = &[
     "val_count",
 ];
 
+/// The data options of a run: the setup's options, plus, for the U-Net, the weights
+/// folder as `pretrained_model_name_or_path` (where the data source finds the VAE) unless
+/// the options name a VAE or a folder already.
+pub fn data_options(setup: &TrainSetup) -> Map<String, Value> {
+    let mut o = setup.options.clone();
+    if setup.kind == TrainKind::Unet
+        && !o.contains_key("vae")
+        && !o.contains_key("pretrained_model_name_or_path")
+    {
+        if let Some(w) = &setup.weights {
+            o.insert(
+                "pretrained_model_name_or_path".into(),
+                Value::String(w.to_string_lossy().into_owned()),
+            );
+        }
+    }
+    o
+}
+
 /// `train.py`'s options for GMM / TOM.
 pub fn cpvton_options(o: &Opts) -> Result<CpvtonTrainOptions> {
     let d = CpvtonTrainOptions::default();
