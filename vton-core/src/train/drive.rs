@@ -396,6 +396,38 @@ fn model_state(state: &TrainingState, name: &str) -> Result<BTreeMap<String, Sta
         .ok_or_else(|| VtonError::config(name.to_string(), "the checkpoint has no such model"))
 }
 
+/// A CP-VTON+ trainer's state (model `model`, optimiser `adam`) for a checkpoint.
+fn cpvton_training_state(
+    kind: &str,
+    st: TrainerState,
+    state_dict: BTreeMap<String, HostTensor>,
+    lr: f64,
+    raw_options: &Map<String, Value>,
+) -> Result<TrainingState> {
+    let mut models = BTreeMap::new();
+    models.insert(
+        "model".to_string(),
+        state_tensors(state_dict, &st.num_batches_tracked)?,
+    );
+    let mut optimizers = BTreeMap::new();
+    optimizers.insert(
+        "adam".to_string(),
+        to_optimizer_state(
+            st.optimizer,
+            serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "eps": 1e-8, "lr": lr}),
+        )?,
+    );
+    Ok(TrainingState {
+        global_step: st.step as u64,
+        models,
+        optimizers,
+        lr_step: st.step as u64,
+        rng: BTreeMap::new(),
+        options: Value::Object(raw_options.clone()),
+        extra: serde_json::json!({ "kind": kind }),
+    })
+}
+
 /// `vton train gmm`.
 pub struct GmmDrive {
     trainer: GmmTrainer,
@@ -506,29 +538,13 @@ impl Trainer for GmmDrive {
 
     fn training_state(&self) -> Result<TrainingState> {
         let t = &self.trainer;
-        let st = t.trainer_state()?;
-        let mut models = BTreeMap::new();
-        models.insert(
-            "model".to_string(),
-            state_tensors(t.state_dict()?, &st.num_batches_tracked)?,
-        );
-        let mut optimizers = BTreeMap::new();
-        optimizers.insert(
-            "adam".to_string(),
-            to_optimizer_state(
-                st.optimizer,
-                serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "eps": 1e-8, "lr": self.options.lr}),
-            )?,
-        );
-        Ok(TrainingState {
-            global_step: st.step as u64,
-            models,
-            optimizers,
-            lr_step: st.step as u64,
-            rng: BTreeMap::new(),
-            options: Value::Object(self.raw_options.clone()),
-            extra: serde_json::json!({"kind": "gmm"}),
-        })
+        cpvton_training_state(
+            "gmm",
+            t.trainer_state()?,
+            t.state_dict()?,
+            self.options.lr,
+            &self.raw_options,
+        )
     }
 
     fn restore(&mut self, state: TrainingState) -> Result<()> {
@@ -667,29 +683,13 @@ impl Trainer for TomDrive {
 
     fn training_state(&self) -> Result<TrainingState> {
         let t = &self.trainer;
-        let st = t.trainer_state()?;
-        let mut models = BTreeMap::new();
-        models.insert(
-            "model".to_string(),
-            state_tensors(t.state_dict()?, &st.num_batches_tracked)?,
-        );
-        let mut optimizers = BTreeMap::new();
-        optimizers.insert(
-            "adam".to_string(),
-            to_optimizer_state(
-                st.optimizer,
-                serde_json::json!({"class": "Adam", "betas": [0.5, 0.999], "eps": 1e-8, "lr": self.options.lr}),
-            )?,
-        );
-        Ok(TrainingState {
-            global_step: st.step as u64,
-            models,
-            optimizers,
-            lr_step: st.step as u64,
-            rng: BTreeMap::new(),
-            options: Value::Object(self.raw_options.clone()),
-            extra: serde_json::json!({"kind": "tom"}),
-        })
+        cpvton_training_state(
+            "tom",
+            t.trainer_state()?,
+            t.state_dict()?,
+            self.options.lr,
+            &self.raw_options,
+        )
     }
 
     fn restore(&mut self, state: TrainingState) -> Result<()> {
