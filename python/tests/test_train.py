@@ -10,7 +10,7 @@ import pytest
 
 import vton
 from vton import train
-from vton.errors import (CheckpointError, InvalidInputError, UnsupportedError, VtonError,
+from vton.errors import (CheckpointError, InvalidInputError, VtonError,
                          VtonFileNotFoundError, VtonRuntimeError)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -449,18 +449,7 @@ def test_run_refuses_bad_arguments(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
-# Condition generator and U-Net: built through the same drive::build_trainer. The U-Net
-# test skips on exactly drive's "not wired" UnsupportedError while the U-Net is not wired
-# into the drive yet (remove the check once it is).
-
-
-def _skip_if_not_wired_yet(make):
-    try:
-        return make()
-    except UnsupportedError as e:
-        if "not wired" in str(e):
-            pytest.skip(f"drive does not build this kind yet: {e}")
-        raise
+# Condition generator and U-Net: built through the same drive::build_trainer.
 
 
 @pytest.fixture(scope="module")
@@ -508,7 +497,7 @@ UNET_DIR = TRAIN_FIX / "train_diffusers_unet_pretrained"
 
 
 def test_unet_trainer(tmp_path):
-    t = _skip_if_not_wired_yet(lambda: train.UNetTrainer(UNET_DIR))
+    t = train.UNetTrainer(UNET_DIR)
     assert t.kind == "unet"
     raw = read_safetensors(TRAIN_FIX / "train_diffusers_unet.safetensors")
     batches = [{k[len(f"batch.{i}."):]: v for k, v in raw.items() if k.startswith(f"batch.{i}.")} for i in (0, 1)]
