@@ -800,7 +800,9 @@ pub fn shard_ranges(n: usize, k: usize) -> Result<Vec<std::ops::Range<usize>>> {
 ///
 /// This is burn-train's multi-device strategy with the optimiser on the main device
 /// (`MultiDeviceOptim::OptimMainDevice`), written against this crate's trainers, which
-/// keep PyTorch's optimiser and state-dict keys.
+/// keep PyTorch's optimiser and state-dict keys. [`run_shards`] and [`ShardMean`] are its
+/// two halves, for trainers with more than one model or backward pass (HR-VITON's GAN
+/// step).
 pub fn data_parallel<M, B, F>(
     model: &M,
     params: &NamedParams,
@@ -817,36 +819,53 @@ where
     B: Send,
     F: Fn(&M, &B, &Device) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> + Sync,
 {
-    let total: usize = shards.iter().map(|s| s.1).sum();
-    if total == 0 {
-        return Err(VtonError::invalid("batch", "is empty"));
+    let results = run_shards(shards, |batch, device| {
+        let replica;
+        let m = if *device == *main {
+            model
+        } else {
+            replica = model.clone().fork(device);
+            &replica
+        };
+        let (total, terms, updates) = losses(m, &batch, device)?;
+        let g = total.backward();
+        let grads = params.grads(m, &g);
+        Ok((terms, grads, updates))
+    })?;
+    let mean = ShardMean::new(results.iter().map(|r| r.0), main)?;
+    let mut terms = LossTerms::new();
+    let mut grads: BTreeMap<String, Tensor<1>> = BTreeMap::new();
+    let mut updates = Vec::new();
+    for (i, (n, (t, g, u))) in results.into_iter().enumerate() {
+        mean.add_terms(&mut terms, n, t);
+        mean.add_grads(&mut grads, n, g);
+        if i == 0 {
+            updates = mean.to_main(u);
+        }
     }
-    type Out = Result<(
-        LossTerms,
-        BTreeMap<String, Tensor<1>>,
-        Vec<crate::nn::BufferUpdate>,
-    )>;
-    let results: Vec<(usize, Out)> = std::thread::scope(|scope| {
+    Ok((terms, grads, updates))
+}
+
+/// Runs `work` once per shard `(data, samples, device)`, each in its own thread (inline
+/// when there is one shard), and returns `(samples, result)` in shard order; the first
+/// failing shard's error (in shard order) is the result when any fails.
+pub fn run_shards<B, T, F>(shards: Vec<(B, usize, Device)>, work: F) -> Result<Vec<(usize, T)>>
+where
+    B: Send,
+    T: Send,
+    F: Fn(B, &Device) -> Result<T> + Sync,
+{
+    if shards.len() == 1 {
+        let mut shards = shards;
+        let (batch, n, device) = shards.remove(0);
+        return Ok(vec![(n, work(batch, &device)?)]);
+    }
+    let results: Vec<(usize, Result<T>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .into_iter()
             .map(|(batch, n, device)| {
-                let losses = &losses;
-                scope.spawn(move || {
-                    let out: Out = (|| {
-                        let replica;
-                        let m = if device == *main {
-                            model
-                        } else {
-                            replica = model.clone().fork(&device);
-                            &replica
-                        };
-                        let (total, terms, updates) = losses(m, &batch, &device)?;
-                        let g = total.backward();
-                        let grads = params.grads(m, &g);
-                        Ok((terms, grads, updates))
-                    })();
-                    (n, out)
-                })
+                let work = &work;
+                scope.spawn(move || (n, work(batch, &device)))
             })
             .collect();
         handles
@@ -864,35 +883,73 @@ where
             })
             .collect()
     });
-    let main_plain = main.clone();
-    let mut terms = LossTerms::new();
-    let mut grads: BTreeMap<String, Tensor<1>> = BTreeMap::new();
-    let mut updates = Vec::new();
-    for (i, (n, r)) in results.into_iter().enumerate() {
-        let (t, g, u) = r?;
-        let w = n as f64 / total as f64;
-        for (k, v) in t {
+    results
+        .into_iter()
+        .map(|(n, r)| r.map(|t| (n, t)))
+        .collect()
+}
+
+/// Shard-size-weighted means of per-shard results on the main device: a shard of `n` of
+/// the `total` samples counts `n / total`.
+pub struct ShardMean {
+    total: usize,
+    main: Device,
+}
+
+impl ShardMean {
+    /// From the shard sizes; an empty batch is an error.
+    pub fn new(sizes: impl IntoIterator<Item = usize>, main: &Device) -> Result<Self> {
+        let total: usize = sizes.into_iter().sum();
+        if total == 0 {
+            return Err(VtonError::invalid("batch", "is empty"));
+        }
+        Ok(ShardMean {
+            total,
+            main: main.clone(),
+        })
+    }
+
+    fn weight(&self, n: usize) -> f64 {
+        n as f64 / self.total as f64
+    }
+
+    /// Adds a shard's loss terms: weighted, except `*_raw` terms (sums over the batch),
+    /// which are added as they are.
+    pub fn add_terms(&self, acc: &mut LossTerms, n: usize, terms: LossTerms) {
+        let w = self.weight(n);
+        for (k, v) in terms {
             let add = if k.ends_with("_raw") { v } else { v * w };
-            *terms.entry(k).or_insert(0.0) += add;
-        }
-        for (k, v) in g {
-            let v = v.inner().to_device(&main_plain).inner().mul_scalar(w);
-            match grads.remove(&k) {
-                Some(acc) => grads.insert(k, acc + v),
-                None => grads.insert(k, v),
-            };
-        }
-        if i == 0 {
-            updates = u
-                .into_iter()
-                .map(|mut b| {
-                    b.value = b.value.to_device(&main_plain).inner();
-                    b
-                })
-                .collect();
+            *acc.entry(k).or_insert(0.0) += add;
         }
     }
-    Ok((terms, grads, updates))
+
+    /// Adds a shard's gradients (any device), weighted, on the main device.
+    pub fn add_grads(
+        &self,
+        acc: &mut BTreeMap<String, Tensor<1>>,
+        n: usize,
+        grads: BTreeMap<String, Tensor<1>>,
+    ) {
+        let w = self.weight(n);
+        for (k, v) in grads {
+            let v = v.inner().to_device(&self.main).inner().mul_scalar(w);
+            match acc.remove(&k) {
+                Some(a) => acc.insert(k, a + v),
+                None => acc.insert(k, v),
+            };
+        }
+    }
+
+    /// Buffer updates of a replica moved to the main device.
+    pub fn to_main(&self, updates: Vec<crate::nn::BufferUpdate>) -> Vec<crate::nn::BufferUpdate> {
+        updates
+            .into_iter()
+            .map(|mut b| {
+                b.value = b.value.to_device(&self.main).inner();
+                b
+            })
+            .collect()
+    }
 }
 
 /// A 0-d / 1-element tensor's value.

@@ -30,9 +30,10 @@ use burn::tensor::{Device, Tensor};
 use crate::error::{Result, VtonError};
 use crate::models::unet::{Timesteps, UNet2DConditionConfig, UNet2DConditionModel};
 use crate::schedulers::{add_noise_with, velocity_with, BetaConfig, PredictionType};
+use crate::train::cpvton::{data_parallel, scalar, shard_ranges, LossTerms};
 use crate::train::losses;
 use crate::train::optim::{clip_grad_norm, Adam, AdamConfig, AdamState, LrSchedule};
-use crate::train::params::{tensor_to_vec, HostTensor, NamedParams};
+use crate::train::params::{HostTensor, NamedParams};
 use crate::weights::Checkpoint;
 
 /// Which parameters are trained; the others are frozen (no gradient, not in the
@@ -129,7 +130,11 @@ impl EmaOptions {
                 "must lie in [0, 1]",
             ));
         }
-        if !(self.inv_gamma > 0.0) || !(self.power >= 0.0) {
+        if self.inv_gamma.is_nan()
+            || self.inv_gamma <= 0.0
+            || self.power.is_nan()
+            || self.power < 0.0
+        {
             return Err(VtonError::invalid(
                 "ema inv_gamma / power",
                 "inv_gamma must be positive, power non-negative",
@@ -332,11 +337,11 @@ impl UNetTrainer {
         options: UNetTrainOptions,
         device: &Device,
     ) -> Result<Self> {
-        if !(options.lr > 0.0) || !options.lr.is_finite() {
+        if !options.lr.is_finite() || options.lr <= 0.0 {
             return Err(VtonError::invalid("lr", "must be a positive number"));
         }
         if let Some(m) = options.max_grad_norm {
-            if !(m > 0.0) {
+            if m.is_nan() || m <= 0.0 {
                 return Err(VtonError::invalid("max_grad_norm", "must be positive"));
             }
         }
@@ -462,61 +467,18 @@ impl UNetTrainer {
         &self.device
     }
 
-    /// The U-Net input (`cat([noisy, mask, masked_latents], 1)`) and the loss target.
-    fn inputs(&self, b: &UNetBatch) -> Result<(Tensor<4>, Tensor<4>)> {
-        let dev = &self.device;
-        let latents = b.latents.clone().to_device(dev);
-        let noise = b.noise.clone().to_device(dev);
-        let [n, _, h, w] = latents.dims();
-        let noisy = add_noise_with(
-            &self.alphas_cumprod,
-            latents.clone(),
-            noise.clone(),
-            &b.timesteps,
-        )?;
-        let target = match self.prediction_type {
-            PredictionType::Epsilon => noise,
-            PredictionType::VPrediction => {
-                velocity_with(&self.alphas_cumprod, latents, noise, &b.timesteps)?
-            }
-            PredictionType::Sample => {
-                return Err(VtonError::Unsupported {
-                    what: "training with prediction_type sample".into(),
-                })
-            }
-        };
-        let mut parts = vec![noisy];
-        for (name, t) in [("mask", &b.mask), ("masked_latents", &b.masked_latents)] {
-            if let Some(t) = t {
-                let d = t.dims();
-                if d[0] != n || d[2] != h || d[3] != w {
-                    return Err(VtonError::Shape {
-                        what: name.into(),
-                        expected: format!("({n}, c, {h}, {w})"),
-                        actual: d.to_vec(),
-                    });
-                }
-                parts.push(t.clone().to_device(dev));
-            }
+    /// The shared pieces of a forward: model, schedule and prediction type.
+    fn forward_ctx(&self) -> Forward<'_> {
+        Forward {
+            model: &self.model,
+            alphas_cumprod: &self.alphas_cumprod,
+            prediction_type: self.prediction_type,
         }
-        let input = Tensor::cat(parts, 1);
-        let c = input.dims()[1];
-        if c != self.model.config.in_channels {
-            return Err(VtonError::Shape {
-                what: "U-Net input (latents, mask, masked_latents concatenated)".into(),
-                expected: format!(
-                    "{} channels (config in_channels)",
-                    self.model.config.in_channels
-                ),
-                actual: input.dims().to_vec(),
-            });
-        }
-        Ok((input, target))
     }
 
     /// The model prediction on a batch (no training; for validation).
     pub fn predict(&self, batch: &UNetBatch) -> Result<Tensor<4>> {
-        let (input, _) = self.inputs(batch)?;
+        let (input, _) = self.forward_ctx().inputs(batch, &self.device)?;
         let ehs = batch
             .encoder_hidden_states
             .as_ref()
@@ -528,33 +490,107 @@ impl UNetTrainer {
     /// One training step (see the module documentation). With `keep_grads` the
     /// gradients before clipping are returned too.
     pub fn step(&mut self, batch: &UNetBatch, keep_grads: bool) -> Result<UNetStepOutput> {
-        let (input, target) = self.inputs(batch)?;
-        let ehs = batch
-            .encoder_hidden_states
-            .as_ref()
-            .map(|e| e.clone().to_device(&self.device));
-        let t = Timesteps::PerSample(per_sample(&batch.timesteps, input.dims()[0])?);
-        let pred = self.model.forward(input, t, ehs.as_ref())?;
-        if pred.dims() != target.dims() {
-            return Err(VtonError::Shape {
-                what: "U-Net output vs target".into(),
-                expected: format!("{:?}", target.dims()),
-                actual: pred.dims().to_vec(),
-            });
-        }
-        let loss_t = losses::mse(pred, target);
-        let loss = tensor_to_vec(&loss_t)?
-            .first()
-            .map(|&v| v as f64)
-            .unwrap_or(f64::NAN);
-        if !loss.is_finite() {
-            return Err(VtonError::Numerical {
-                operation: format!("training step {}", self.step),
-                message: format!("the loss is {loss}"),
-            });
-        }
+        let loss_t = self.forward_ctx().loss(batch, &self.device)?;
+        let loss = scalar(&loss_t)?;
+        check_loss(loss, self.step)?;
         let g = loss_t.backward();
-        let mut grads = self.params.grads(&self.model, &g);
+        let grads = self.params.grads(&self.model, &g);
+        drop(g);
+        self.apply(grads, loss, keep_grads)
+    }
+
+    /// One training step data-parallel over `devices` (see
+    /// [`crate::train::cpvton::data_parallel`]): the batch is split along dim 0 into one
+    /// contiguous shard per device (latents, noise, mask, masked latents, per-sample
+    /// timesteps and encoder states alike; a single timestep or a batch-1 encoder state
+    /// is shared by every shard), each replica computes its shard's mean-squared-error
+    /// gradient, and the gradients are averaged weighted by shard size. The loss is a mean
+    /// over every element and the U-Net normalises per sample (GroupNorm), so `k` devices
+    /// with `B/k` samples each compute the step of one device with `B` (up to the order
+    /// of the reductions). Clipping, AdamW and EMA then run once on the main device, as
+    /// in [`Self::step`]. The gradients before clipping are returned. A batch smaller
+    /// than the device count is refused.
+    pub fn step_data_parallel(
+        &mut self,
+        batch: &UNetBatch,
+        devices: &[Device],
+    ) -> Result<UNetStepOutput> {
+        let n = batch.latents.dims()[0];
+        let ranges = shard_ranges(n, devices.len())?;
+        per_sample(&batch.timesteps, n)?;
+        let cut4 = |name: &str, t: &Tensor<4>, r: &std::ops::Range<usize>| {
+            let d = t.dims();
+            if d[0] != n {
+                return Err(VtonError::Shape {
+                    what: name.into(),
+                    expected: format!("batch dimension {n} (the latents')"),
+                    actual: d.to_vec(),
+                });
+            }
+            Ok(t.clone().narrow(0, r.start, r.len()))
+        };
+        let mut shards = Vec::with_capacity(ranges.len());
+        for (r, d) in ranges.iter().zip(devices) {
+            let opt4 = |name: &str, t: &Option<Tensor<4>>| {
+                t.as_ref().map(|t| cut4(name, t, r)).transpose()
+            };
+            let encoder_hidden_states = match &batch.encoder_hidden_states {
+                Some(e) if e.dims()[0] == n => Some(e.clone().narrow(0, r.start, r.len())),
+                Some(e) if e.dims()[0] == 1 => Some(e.clone()),
+                Some(e) => {
+                    return Err(VtonError::Shape {
+                        what: "encoder_hidden_states".into(),
+                        expected: format!("batch dimension 1 or {n}"),
+                        actual: e.dims().to_vec(),
+                    })
+                }
+                None => None,
+            };
+            let shard = UNetBatch {
+                latents: cut4("latents", &batch.latents, r)?,
+                masked_latents: opt4("masked_latents", &batch.masked_latents)?,
+                mask: opt4("mask", &batch.mask)?,
+                noise: cut4("noise", &batch.noise, r)?,
+                timesteps: if batch.timesteps.len() == 1 {
+                    batch.timesteps.clone()
+                } else {
+                    batch.timesteps[r.clone()].to_vec()
+                },
+                encoder_hidden_states,
+            };
+            shards.push((shard, r.len(), d.clone().autodiff()));
+        }
+        let (alphas_cumprod, prediction_type) = (&self.alphas_cumprod, self.prediction_type);
+        let (terms, grads, _) = data_parallel(
+            &self.model,
+            &self.params,
+            &self.device,
+            shards,
+            |model, b, dev| {
+                let fwd = Forward {
+                    model,
+                    alphas_cumprod,
+                    prediction_type,
+                };
+                let loss_t = fwd.loss(b, dev)?;
+                let mut terms = LossTerms::new();
+                terms.insert("loss".into(), scalar(&loss_t)?);
+                Ok((loss_t, terms, Vec::new()))
+            },
+        )?;
+        let loss = terms.get("loss").copied().unwrap_or(f64::NAN);
+        check_loss(loss, self.step)?;
+        self.apply(grads, loss, true)
+    }
+
+    /// The tail of a step, on the main device: the trained keys' gradients clipped
+    /// (global norm), AdamW at the scheduled learning rate, EMA, the step count.
+    fn apply(
+        &mut self,
+        mut grads: BTreeMap<String, Tensor<1>>,
+        loss: f64,
+        keep_grads: bool,
+    ) -> Result<UNetStepOutput> {
         grads.retain(|k, _| self.trainable.contains(k));
         let kept = keep_grads.then(|| grads.clone());
         let grad_norm = clip_grad_norm(
@@ -713,7 +749,7 @@ impl UNetTrainer {
             };
             let st = get("step")?;
             let n = st.data.first().copied().unwrap_or(-1.0);
-            if st.data.len() != 1 || !(n >= 0.0) || n.fract() != 0.0 {
+            if st.data.len() != 1 || n.is_nan() || n < 0.0 || n.fract() != 0.0 {
                 return Err(VtonError::config(
                     format!("{k}.step"),
                     "must hold one non-negative integer",
@@ -749,5 +785,97 @@ fn per_sample(ts: &[i64], b: usize) -> Result<Vec<f64>> {
             expected: format!("1 or {b}"),
             actual: vec![n],
         }),
+    }
+}
+
+/// A non-finite loss stops the step before any update.
+fn check_loss(loss: f64, step: usize) -> Result<()> {
+    if !loss.is_finite() {
+        return Err(VtonError::Numerical {
+            operation: format!("training step {step}"),
+            message: format!("the loss is {loss}"),
+        });
+    }
+    Ok(())
+}
+
+/// What a U-Net training forward reads: the model (the trainer's or a replica), the
+/// schedule's float32 `alphas_cumprod` and the prediction type.
+struct Forward<'a> {
+    model: &'a UNet2DConditionModel,
+    alphas_cumprod: &'a [f32],
+    prediction_type: PredictionType,
+}
+
+impl Forward<'_> {
+    /// The U-Net input (`cat([noisy, mask, masked_latents], 1)`) and the loss target, on
+    /// `dev`.
+    fn inputs(&self, b: &UNetBatch, dev: &Device) -> Result<(Tensor<4>, Tensor<4>)> {
+        let latents = b.latents.clone().to_device(dev);
+        let noise = b.noise.clone().to_device(dev);
+        let [n, _, h, w] = latents.dims();
+        let noisy = add_noise_with(
+            self.alphas_cumprod,
+            latents.clone(),
+            noise.clone(),
+            &b.timesteps,
+        )?;
+        let target = match self.prediction_type {
+            PredictionType::Epsilon => noise,
+            PredictionType::VPrediction => {
+                velocity_with(self.alphas_cumprod, latents, noise, &b.timesteps)?
+            }
+            PredictionType::Sample => {
+                return Err(VtonError::Unsupported {
+                    what: "training with prediction_type sample".into(),
+                })
+            }
+        };
+        let mut parts = vec![noisy];
+        for (name, t) in [("mask", &b.mask), ("masked_latents", &b.masked_latents)] {
+            if let Some(t) = t {
+                let d = t.dims();
+                if d[0] != n || d[2] != h || d[3] != w {
+                    return Err(VtonError::Shape {
+                        what: name.into(),
+                        expected: format!("({n}, c, {h}, {w})"),
+                        actual: d.to_vec(),
+                    });
+                }
+                parts.push(t.clone().to_device(dev));
+            }
+        }
+        let input = Tensor::cat(parts, 1);
+        let c = input.dims()[1];
+        if c != self.model.config.in_channels {
+            return Err(VtonError::Shape {
+                what: "U-Net input (latents, mask, masked_latents concatenated)".into(),
+                expected: format!(
+                    "{} channels (config in_channels)",
+                    self.model.config.in_channels
+                ),
+                actual: input.dims().to_vec(),
+            });
+        }
+        Ok((input, target))
+    }
+
+    /// The training loss `mse(unet(input, t, ehs), target)` on `dev` (a tracked tensor).
+    fn loss(&self, batch: &UNetBatch, dev: &Device) -> Result<Tensor<1>> {
+        let (input, target) = self.inputs(batch, dev)?;
+        let ehs = batch
+            .encoder_hidden_states
+            .as_ref()
+            .map(|e| e.clone().to_device(dev));
+        let t = Timesteps::PerSample(per_sample(&batch.timesteps, input.dims()[0])?);
+        let pred = self.model.forward(input, t, ehs.as_ref())?;
+        if pred.dims() != target.dims() {
+            return Err(VtonError::Shape {
+                what: "U-Net output vs target".into(),
+                expected: format!("{:?}", target.dims()),
+                actual: pred.dims().to_vec(),
+            });
+        }
+        Ok(losses::mse(pred, target))
     }
 }

@@ -736,13 +736,13 @@ impl BatchSource for LoaderSource {
     }
 }
 
+/// [`open_data`]'s result: the training source and, when there is one, the validation
+/// source.
+pub type DataSources = (Box<dyn BatchSource>, Option<Box<dyn BatchSource>>);
+
 /// The training batches of a kind (shuffled, seeded) and a validation source (the same
 /// pairs in order), read from `spec.root` in the layout the original dataset class reads.
-pub fn open_data(
-    kind: TrainKind,
-    spec: &DataSpec,
-    device: &Device,
-) -> Result<(Box<dyn BatchSource>, Option<Box<dyn BatchSource>>)> {
+pub fn open_data(kind: TrainKind, spec: &DataSpec, device: &Device) -> Result<DataSources> {
     let o = Opts::new(&spec.options);
     let shuffle = o.bool("shuffle", true)?;
     let dataset: Dataset = match kind {
@@ -836,6 +836,9 @@ pub fn condition_options(o: &Opts) -> Result<ConditionTrainOptions> {
 /// draws what the uninterrupted one would.
 pub struct TocgDrive {
     trainer: ConditionGeneratorTrainer,
+    /// Data-parallel over these when more than one (see
+    /// [`ConditionGeneratorTrainer::step_data_parallel`]).
+    devices: Vec<Device>,
     options: ConditionTrainOptions,
     raw_options: Map<String, Value>,
     vgg: Checkpoint,
@@ -903,6 +906,7 @@ impl TocgDrive {
             ConditionGeneratorTrainer::from_loaded(&g, &d, &vgg, options.clone(), device)?;
         Ok(TocgDrive {
             trainer,
+            devices: Vec::new(),
             options,
             raw_options: setup.options.clone(),
             vgg,
@@ -938,10 +942,20 @@ impl Trainer for TocgDrive {
         let step = self.trainer.step_count() as u64;
         self.trainer
             .set_dropout_seed(self.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let out = self.trainer.step(&Self::batch(batch)?, None)?;
+        let b = Self::batch(batch)?;
+        let out = if self.devices.len() > 1 {
+            self.trainer.step_data_parallel(&b, &self.devices, None)?
+        } else {
+            self.trainer.step(&b, None)?
+        };
         let mut l = out.losses;
         l.retain(|k, _| !k.starts_with("sub."));
         Ok(l)
+    }
+
+    fn set_devices(&mut self, devices: Vec<Device>) -> Result<()> {
+        self.devices = devices;
+        Ok(())
     }
 
     fn steps_done(&self) -> usize {

@@ -637,6 +637,9 @@ pub fn open_unet_data(
 /// `vton train unet`.
 pub struct UNetDrive {
     trainer: UNetTrainer,
+    /// Data-parallel over these when more than one (see
+    /// [`UNetTrainer::step_data_parallel`]).
+    devices: Vec<Device>,
     /// For validation (decoding the prediction); absent when no VAE was given (stepping
     /// encoded batches from a notebook).
     vae: Option<AutoencoderKL>,
@@ -873,6 +876,7 @@ impl UNetDrive {
         };
         Ok(UNetDrive {
             trainer,
+            devices: Vec::new(),
             vae,
             layout,
             unet_dir,
@@ -1019,11 +1023,20 @@ impl Trainer for UNetDrive {
 
     fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
         let ub = self.unet_batch(batch)?;
-        let out = self.trainer.step(&ub, false)?;
+        let out = if self.devices.len() > 1 {
+            self.trainer.step_data_parallel(&ub, &self.devices)?
+        } else {
+            self.trainer.step(&ub, false)?
+        };
         let mut l = LossTerms::new();
         l.insert("loss".into(), out.loss);
         l.insert("grad_norm".into(), out.grad_norm);
         Ok(l)
+    }
+
+    fn set_devices(&mut self, devices: Vec<Device>) -> Result<()> {
+        self.devices = devices;
+        Ok(())
     }
 
     fn steps_done(&self) -> usize {

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
@@ -31,7 +32,7 @@ use crate::models::hrviton_discriminator::{
 };
 use crate::nn::{resize_bilinear, resize_nearest, train_mode, BufferUpdate};
 use crate::rng::Rng;
-use crate::train::cpvton::{check_finite, scalar, LossTerms};
+use crate::train::cpvton::{check_finite, run_shards, scalar, shard_ranges, LossTerms, ShardMean};
 use crate::train::gan::{cross_entropy2d, gan_loss_per_scale, GanMode};
 use crate::train::losses::{self, VggLoss, VggLossConfig};
 use crate::train::optim::{Adam, AdamConfig, AdamState};
@@ -584,17 +585,6 @@ impl ConditionGeneratorTrainer {
         Ok(())
     }
 
-    /// A discriminator forward in train mode; spectral `u`, `v` are written back at once
-    /// (the next forward sees them, as the in-place update in PyTorch).
-    fn d_forward(&mut self, x: Tensor<4>, masks: &mut DropoutMasks) -> Result<Vec<Tensor<4>>> {
-        let d = &self.d;
-        let (out, updates) = train_mode(|| d.forward(x, masks));
-        let out = out?;
-        let (d, _) = self.params_d.apply_buffer_updates(self.d.clone(), updates);
-        self.d = d;
-        Ok(out)
-    }
-
     /// tocg's BatchNorm updates and `num_batches_tracked`.
     fn apply_g_updates(&mut self, updates: Vec<BufferUpdate>) {
         let (m, counted) = self
@@ -618,27 +608,48 @@ impl ConditionGeneratorTrainer {
         batch: &ConditionBatch,
         dropout_masks: Option<Vec<Tensor<4>>>,
     ) -> Result<ConditionStepOutput> {
-        self.check_batch(batch)?;
-        let need = self.dropout_masks_per_step();
-        let mut masks = match dropout_masks {
-            Some(v) => {
-                if v.len() != need {
-                    return Err(VtonError::invalid(
-                        "dropout masks",
-                        format!("{} given, the step has {need} Dropout calls", v.len()),
-                    ));
-                }
-                DropoutMasks::Given(VecDeque::from(v))
-            }
-            None => DropoutMasks::Seeded(self.dropout_rng.clone()),
-        };
-        let out = self.run_step(batch, &mut masks);
-        if let DropoutMasks::Seeded(rng) = masks {
-            self.dropout_rng = rng;
-        }
-        let out = out?;
-        self.step += 1;
-        Ok(out)
+        let main = self.device.clone();
+        self.sharded_step(batch, &[main], dropout_masks)
+    }
+
+    /// One iteration of `train()` data-parallel over `devices` (PyTorch's
+    /// `DistributedDataParallel` on G and on D, without `SyncBatchNorm`): the batch is
+    /// split along dim 0 into one contiguous shard per device ([`shard_ranges`]), and the
+    /// step runs in [`Self::step`]'s order in two data-parallel halves, each shard on its
+    /// own replica and thread:
+    ///
+    /// 1. tocg forward, the warping / CE losses and G's GAN pass through D, `loss_G`
+    ///    backward -> G's gradients, averaged over the shards weighted by shard size;
+    ///    Adam on G on the main device;
+    /// 2. D on the detached fake (with `G_D_seperate`, a fresh forward of the updated
+    ///    tocg) and on the real parse, `loss_D` backward -> D's gradients, averaged the
+    ///    same way; Adam on D.
+    ///
+    /// Loss terms are shard-size-weighted means; `taps` are the shards' concatenated
+    /// along dim 0. Buffers come from the first shard's replica (DDP's
+    /// `broadcast_buffers`): tocg's BatchNorm running statistics and
+    /// `num_batches_tracked`, and D's spectral-norm `u`, `v` (their power iteration reads
+    /// only the weights, so every replica computes the same ones). BatchNorm normalises
+    /// each shard with that shard's own batch statistics, so `k` devices with `B/k`
+    /// samples do **not** compute the step of one device with `B`; what holds is that the
+    /// gradients are the weighted mean of the single-device gradients of the shards,
+    /// taken from the same weights.
+    ///
+    /// Dropout masks: `Some` takes whole-batch masks in [`Self::step`]'s order and layout
+    /// (`[B, C, h, w]`) and gives each shard its rows. `None` draws: first one seed per
+    /// shard after the first (shard order, 64 bits from two 32-bit draws of the
+    /// trainer's generator), then shard 0 draws from the trainer's generator itself
+    /// (which continues from there) and shard `i >= 1` from a generator seeded with its
+    /// seed; one device draws exactly what [`Self::step`] does. A batch smaller than the
+    /// device count is refused.
+    pub fn step_data_parallel(
+        &mut self,
+        batch: &ConditionBatch,
+        devices: &[Device],
+        dropout_masks: Option<Vec<Tensor<4>>>,
+    ) -> Result<ConditionStepOutput> {
+        let devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+        self.sharded_step(batch, &devices, dropout_masks)
     }
 
     /// The condition generator in eval mode on a batch (validation): the warped cloth,
@@ -663,289 +674,639 @@ impl ConditionGeneratorTrainer {
         })
     }
 
-    fn run_step(
+    /// Each shard's Dropout mask source (see [`Self::step_data_parallel`]).
+    fn mask_sources(
+        &mut self,
+        ranges: &[std::ops::Range<usize>],
+        n: usize,
+        given: Option<Vec<Tensor<4>>>,
+    ) -> Result<Vec<DropoutMasks>> {
+        let need = self.dropout_masks_per_step();
+        let Some(v) = given else {
+            let mut seeds = Vec::with_capacity(ranges.len());
+            for _ in 1..ranges.len() {
+                let hi = self.dropout_rng.next_u32() as u64;
+                let lo = self.dropout_rng.next_u32() as u64;
+                seeds.push(hi << 32 | lo);
+            }
+            return Ok(
+                std::iter::once(DropoutMasks::Seeded(self.dropout_rng.clone()))
+                    .chain(seeds.into_iter().map(|s| DropoutMasks::Seeded(Rng::new(s))))
+                    .collect(),
+            );
+        };
+        if v.len() != need {
+            return Err(VtonError::invalid(
+                "dropout masks",
+                format!("{} given, the step has {need} Dropout calls", v.len()),
+            ));
+        }
+        if ranges.len() == 1 {
+            return Ok(vec![DropoutMasks::Given(VecDeque::from(v))]);
+        }
+        if let Some(m) = v.iter().find(|m| m.dims()[0] != n) {
+            return Err(VtonError::Shape {
+                what: "dropout mask".into(),
+                expected: format!("batch dimension {n} (the batch's)"),
+                actual: m.dims().to_vec(),
+            });
+        }
+        Ok(ranges
+            .iter()
+            .map(|r| {
+                DropoutMasks::Given(
+                    v.iter()
+                        .map(|m| m.clone().narrow(0, r.start, r.len()))
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+
+    /// The step of [`Self::step`] / [`Self::step_data_parallel`] over autodiff devices
+    /// (one shard on the main device is the single-device step).
+    fn sharded_step(
         &mut self,
         batch: &ConditionBatch,
-        masks: &mut DropoutMasks,
+        devices: &[Device],
+        dropout_masks: Option<Vec<Tensor<4>>>,
     ) -> Result<ConditionStepOutput> {
-        let dev = self.device.clone();
-        let o = self.options.clone();
-        let p = self.parsed;
-        let mv = |t: &Tensor<4>| t.clone().to_device(&dev);
-        let cloth = mv(&batch.cloth);
-        let cm = mv(&batch.cloth_mask).greater_elem(0.5).float();
-        let pcm = mv(&batch.pcm);
-        let im_c = mv(&batch.parse_cloth);
-        let label = mv(&batch.parse);
-        let input1 = Tensor::cat(vec![cloth.clone(), cm.clone()], 1);
-        let input2 = Tensor::cat(vec![mv(&batch.parse_agnostic), mv(&batch.densepose)], 1);
-        let [n, _, ih, iw] = cloth.dims();
-
-        let mut terms = LossTerms::new();
-        let mut named: Vec<(String, Tensor<1>)> = Vec::new();
-        let mut taps = BTreeMap::new();
-
-        // tocg forward (train mode).
-        let tocg = &self.tocg;
-        let (fwd, g_updates) = train_mode(|| tocg.forward(input1.clone(), input2.clone()));
-        let fwd = fwd?;
-        let flow_list = fwd.flow_list;
-        let wcm_raw = fwd.warped_cloth_mask;
-        let s = match p.composition {
-            Composition::None => fwd.fake_segmap,
-            Composition::Detach => mul_cloth_channel(
-                fwd.fake_segmap,
-                wcm_raw.clone().detach().greater_elem(0.5).float(),
-            ),
-            Composition::WarpGrad => mul_cloth_channel(fwd.fake_segmap, wcm_raw.clone()),
-        };
-        let (mut wc, mut wcm) = (fwd.warped_cloth, wcm_raw.clone());
-        if o.occlusion {
-            wcm = remove_overlap(softmax(s.clone(), 1), wcm);
-            wc = wc * wcm.clone() + wcm.clone().neg().add_scalar(1.0);
-        }
-
-        // Warping losses.
-        let l1_final = losses::l1(wcm.clone(), pcm.clone());
-        let (vgg_final, vgg_layers) = self.vgg.forward_terms(wc.clone(), im_c.clone())?;
-        named.push(("sub.l1_cloth.final".into(), l1_final.clone()));
-        named.push(("sub.vgg.final".into(), vgg_final.clone()));
-        for (l, t) in vgg_layers.into_iter().enumerate() {
-            named.push((format!("sub.vgg.final.layer{l}"), t));
-        }
-        let mut l1_cloth = l1_final;
-        let mut loss_vgg = vgg_final;
-
-        let nf = flow_list.len();
-        let mut tv: Option<Tensor<1>> = None;
-        let tv_one = |tv: Option<Tensor<1>>,
-                      named: &mut Vec<(String, Tensor<1>)>,
-                      i: usize,
-                      mask: Option<(Tensor<4>, Tensor<4>)>,
-                      scale: f64| {
-            let (y, x) = tv_terms(&flow_list[i], mask);
-            let (y, x) = if scale != 1.0 {
-                (y.div_scalar(scale), x.div_scalar(scale))
+        self.check_batch(batch)?;
+        let n = batch.cloth.dims()[0];
+        let ranges = shard_ranges(n, devices.len())?;
+        let single = ranges.len() == 1;
+        let sources = self.mask_sources(&ranges, n, dropout_masks)?;
+        let cut = |t: &Tensor<4>, r: &std::ops::Range<usize>| {
+            if single {
+                t.clone()
             } else {
-                (y, x)
-            };
-            named.push((format!("sub.tv.{i}.y"), y.clone()));
-            named.push((format!("sub.tv.{i}.x"), x.clone()));
-            add(tv, y) + x
-        };
-        match p.edge_tv {
-            EdgeTv::NoEdge => {
-                let first = if o.lasttvonly { nf - 1 } else { 0 };
-                for i in first..nf {
-                    tv = Some(tv_one(tv, &mut named, i, None, 1.0));
-                }
+                t.clone().narrow(0, r.start, r.len())
             }
-            EdgeTv::LastOnly | EdgeTv::Weighted => {
-                let levels: Vec<usize> = if p.edge_tv == EdgeTv::LastOnly {
-                    vec![nf - 1]
-                } else {
-                    (0..nf).collect()
+        };
+        let shards: Vec<((ConditionBatch, DropoutMasks), usize, Device)> = ranges
+            .iter()
+            .zip(devices)
+            .zip(sources)
+            .map(|((r, d), m)| {
+                let b = ConditionBatch {
+                    cloth: cut(&batch.cloth, r),
+                    cloth_mask: cut(&batch.cloth_mask, r),
+                    parse_agnostic: cut(&batch.parse_agnostic, r),
+                    densepose: cut(&batch.densepose, r),
+                    parse_onehot: cut(&batch.parse_onehot, r),
+                    parse: cut(&batch.parse, r),
+                    pcm: cut(&batch.pcm, r),
+                    parse_cloth: cut(&batch.parse_cloth, r),
                 };
-                for i in levels {
-                    let [_, fh, fw, _] = flow_list[i].dims();
-                    let m = edge_masks(&wcm, fh, fw);
-                    let scale = if p.edge_tv == EdgeTv::Weighted {
-                        2f64.powi(4 - i as i32)
-                    } else {
-                        1.0
-                    };
-                    tv = Some(tv_one(tv, &mut named, i, Some(m), scale));
-                }
-                if o.add_lasttv {
-                    tv = Some(tv_one(tv, &mut named, nf - 1, None, 1.0));
-                }
-            }
-        }
-        let loss_tv = tv.ok_or_else(|| VtonError::invalid("flow_list", "no flows"))?;
+                ((b, m), r.len(), d.clone())
+            })
+            .collect();
+        let main = self.device.clone();
 
-        if o.interflowloss {
-            let seg_soft = softmax(s.clone(), 1);
-            for (i, flow) in flow_list.iter().take(nf - 1).enumerate() {
-                let flow = flow.clone();
-                let [_, fh, fw, _] = flow.dims();
-                let grid = make_grid(n, ih, iw, &dev);
-                let nchw = flow.permute([0, 3, 1, 2]);
-                let up = if p.inter_nearest {
-                    resize_nearest(nchw, ih, iw)
+        // 1. G: losses, loss_G backward on every shard.
+        let halves = {
+            let ctx = Ctx {
+                options: &self.options,
+                parsed: self.parsed,
+                params_d: &self.params_d,
+            };
+            let (tocg, d, vgg, params_g) = (&self.tocg, &self.d, &self.vgg, &self.params_g);
+            let main = &main;
+            run_shards(shards, |(b, mut masks), dev| {
+                let (tocg_r, vgg_r);
+                let (tocg, vgg, mut d) = if dev == main {
+                    (tocg, vgg, d.clone())
                 } else {
-                    resize_bilinear(nchw, ih, iw)
-                }
-                .permute([0, 2, 3, 1]);
-                let fx = up.clone().slice([0..n, 0..ih, 0..iw, 0..1]);
-                let fy = up.slice([0..n, 0..ih, 0..iw, 1..2]);
-                let flow_norm = Tensor::cat(
-                    vec![
-                        fx.div_scalar((fw as f64 - 1.0) / 2.0),
-                        fy.div_scalar((fh as f64 - 1.0) / 2.0),
-                    ],
-                    3,
-                );
-                let g = flow_norm + grid;
-                let warped_c = hr_grid_sample(cloth.clone(), g.clone())?;
-                let warped_cm = hr_grid_sample(cm.clone(), g)?;
-                let warped_cm = remove_overlap(seg_soft.clone(), warped_cm);
-                let div = 2f64.powi(4 - i as i32);
-                let l1_i = losses::l1(warped_cm, pcm.clone());
-                let (vgg_i, _) = self.vgg.forward_terms(warped_c, im_c.clone())?;
-                named.push((format!("sub.l1_cloth.inter.{i}"), l1_i.clone()));
-                named.push((format!("sub.vgg.inter.{i}"), vgg_i.clone()));
-                l1_cloth = l1_cloth + l1_i.div_scalar(div);
-                loss_vgg = loss_vgg + vgg_i.div_scalar(div);
+                    tocg_r = tocg.clone().fork(dev);
+                    vgg_r = vgg.fork(dev);
+                    (&tocg_r, &vgg_r, d.clone().fork(dev))
+                };
+                let half = generator_half(&ctx, tocg, &mut d, vgg, &b, dev, &mut masks)?;
+                let g = half.loss_g.backward();
+                let grads = params_g.grads(tocg, &g);
+                Ok(ShardOut {
+                    terms: half.terms,
+                    sub: half.sub,
+                    taps: half.taps,
+                    grads,
+                    g_updates: half.g_updates,
+                    d_updates: half.d_updates,
+                    next: half.d_inputs.map(|i| (i, masks)),
+                })
+            })?
+        };
+        let mean = ShardMean::new(halves.iter().map(|h| h.0), &main)?;
+        let mut terms = LossTerms::new();
+        let mut sub = LossTerms::new();
+        let mut grads_g = BTreeMap::new();
+        let mut taps = Vec::with_capacity(halves.len());
+        let mut g_updates = Vec::new();
+        let mut d_updates = Vec::new();
+        let mut next = Vec::with_capacity(halves.len());
+        for (i, ((n, h), dev)) in halves.into_iter().zip(devices).enumerate() {
+            mean.add_terms(&mut terms, n, h.terms);
+            mean.add_terms(&mut sub, n, h.sub);
+            mean.add_grads(&mut grads_g, n, h.grads);
+            taps.push(h.taps);
+            if i == 0 {
+                g_updates = mean.to_main(h.g_updates);
+                d_updates = mean.to_main(h.d_updates);
+            }
+            if let Some(x) = h.next {
+                next.push((x, n, dev.clone()));
             }
         }
+        check_finite(&terms, self.step)?;
+        // optimizer_G.step() with loss_G's gradients; tocg's BatchNorm updates; D's
+        // spectral u, v after G's GAN pass.
+        let mut values = self.params_g.values(&self.tocg);
+        self.adam_g.step(self.options.G_lr, &mut values, &grads_g)?;
+        values.retain(|k, _| grads_g.contains_key(k));
+        self.tocg = self.params_g.set(self.tocg.clone(), &values)?;
+        self.apply_g_updates(g_updates);
+        let (d, _) = self
+            .params_d
+            .apply_buffer_updates(self.d.clone(), d_updates);
+        self.d = d;
+        let mut masks_0 = None;
 
-        // Segmentation cross entropy.
-        let target = mv(&batch.parse_onehot)
-            .slice([0..n, 0..1, 0..ih, 0..iw])
-            .reshape([n, ih, iw])
-            .detach()
-            .int();
-        let ce = cross_entropy2d(s.clone(), target, None, true)?;
-
-        let warp = l1_cloth.clone().mul_scalar(10.0)
-            + loss_vgg.clone()
-            + loss_tv.clone().mul_scalar(o.tvlambda);
-        for (i, f) in flow_list.iter().enumerate() {
-            taps.insert(format!("flow_list.{i}"), f.clone().detach());
-        }
-        taps.insert("fake_segmap".into(), s.clone().detach());
-        taps.insert("warped_clothmask_raw".into(), wcm_raw.detach());
-        taps.insert("warped_cloth".into(), wc.detach());
-        taps.insert("warped_clothmask".into(), wcm.detach());
-
-        let grads_g_out;
+        // 2. D on the detached fake and the real parse, loss_D backward on every shard.
         let mut grads_d_out = None;
-        if o.no_GAN_loss {
-            let loss_g = warp + ce.clone().mul_scalar(o.CElamda);
-            for (k, t) in [
-                ("l1_cloth", &l1_cloth),
-                ("vgg", &loss_vgg),
-                ("tv", &loss_tv),
-                ("ce", &ce),
-                ("G", &loss_g),
-            ] {
-                terms.insert(k.into(), scalar(t)?);
-            }
-            check_finite(&terms, self.step)?;
-            grads_g_out = self.g_backward_step(loss_g, g_updates)?;
-        } else {
-            let soft = softmax(s, 1);
-            let soft_detached = soft.clone().detach();
-            let pred_g = self.d_forward(
-                Tensor::cat(vec![input1.clone(), input2.clone(), soft], 1),
-                masks,
-            )?;
-            let gan_terms = gan_loss_per_scale(&pred_g, true, false, GanMode::Lsgan)?;
-            let gan_g = sum_terms(&gan_terms);
-            let loss_g =
-                warp + (ce.clone().mul_scalar(o.CElamda) + gan_g.clone().mul_scalar(o.GANlambda));
-            for (j, t) in gan_terms.into_iter().enumerate() {
-                named.push((format!("sub.gan_g.{j}"), t));
-            }
-            for (j, t) in pred_g.iter().enumerate() {
-                taps.insert(format!("D_pred_G.{j}"), t.clone().detach());
-            }
-            let fake_in = if o.G_D_seperate {
-                None
-            } else {
-                Some(soft_detached)
+        if !next.is_empty() {
+            let halves = {
+                let ctx = Ctx {
+                    options: &self.options,
+                    parsed: self.parsed,
+                    params_d: &self.params_d,
+                };
+                let (tocg, d, params_d) = (&self.tocg, &self.d, &self.params_d);
+                let main = &main;
+                run_shards(next, |(inputs, mut masks): (DInputs, DropoutMasks), dev| {
+                    let mut d = if dev == main {
+                        d.clone()
+                    } else {
+                        d.clone().fork(dev)
+                    };
+                    let (fake, g_updates) = match &inputs.fake {
+                        Some(f) => (f.clone(), Vec::new()),
+                        None if dev == main => separate_fake(tocg, &inputs)?,
+                        None => separate_fake(&tocg.clone().fork(dev), &inputs)?,
+                    };
+                    let half = discriminator_half(&ctx, &mut d, inputs, fake, &mut masks)?;
+                    let g = half.loss_d.backward();
+                    let grads = params_d.grads(&d, &g);
+                    Ok((half, grads, g_updates, masks))
+                })?
             };
-            // G's step. D's passes on the detached map depend on no G parameter, so
-            // running them after G's update (instead of before, as the script) changes
-            // nothing; their order among D's forwards (spectral u, v) is the script's.
-            for (k, t) in [
-                ("l1_cloth", &l1_cloth),
-                ("vgg", &loss_vgg),
-                ("tv", &loss_tv),
-                ("ce", &ce),
-                ("gan_g", &gan_g),
-                ("G", &loss_g),
-            ] {
-                terms.insert(k.into(), scalar(t)?);
-            }
-            check_finite(&terms, self.step)?;
-            grads_g_out = self.g_backward_step(loss_g, g_updates)?;
-            let fake_in = match fake_in {
-                Some(f) => f,
-                None => {
-                    // G_D_seperate: tocg again (train mode, no grad), raw segmap.
-                    let tocg = &self.tocg;
-                    let (f2, up2) = train_mode(|| tocg.forward(input1.clone(), input2.clone()));
-                    let f2 = f2?;
-                    self.apply_g_updates(up2);
-                    softmax(f2.fake_segmap, 1).detach()
+            let mut grads_d = BTreeMap::new();
+            let mut g_updates = Vec::new();
+            let mut d_updates = Vec::new();
+            for (i, (n, (h, grads, gu, masks))) in halves.into_iter().enumerate() {
+                mean.add_terms(&mut terms, n, h.terms);
+                mean.add_terms(&mut sub, n, h.sub);
+                mean.add_grads(&mut grads_d, n, grads);
+                if let Some(t) = taps.get_mut(i) {
+                    t.extend(h.taps);
                 }
-            };
-            let pred_fake = self.d_forward(
-                Tensor::cat(vec![input1.clone(), input2.clone(), fake_in], 1),
-                masks,
-            )?;
-            let pred_real = self.d_forward(Tensor::cat(vec![input1, input2, label], 1), masks)?;
-            let fake_terms = gan_loss_per_scale(&pred_fake, false, true, GanMode::Lsgan)?;
-            let real_terms = gan_loss_per_scale(&pred_real, true, true, GanMode::Lsgan)?;
-            let d_fake = sum_terms(&fake_terms);
-            let d_real = sum_terms(&real_terms);
-            let loss_d = d_fake.clone() + d_real.clone();
-            for (j, t) in fake_terms.into_iter().enumerate() {
-                named.push((format!("sub.d_fake.{j}"), t));
-            }
-            for (j, t) in real_terms.into_iter().enumerate() {
-                named.push((format!("sub.d_real.{j}"), t));
-            }
-            for (j, t) in pred_fake.iter().enumerate() {
-                taps.insert(format!("D_pred_fake.{j}"), t.clone().detach());
-            }
-            for (j, t) in pred_real.iter().enumerate() {
-                taps.insert(format!("D_pred_real.{j}"), t.clone().detach());
-            }
-            for (k, t) in [("d_fake", &d_fake), ("d_real", &d_real), ("D", &loss_d)] {
-                terms.insert(k.into(), scalar(t)?);
+                if i == 0 {
+                    g_updates = mean.to_main(gu);
+                    d_updates = mean.to_main(h.d_updates);
+                    masks_0 = Some(masks);
+                }
             }
             check_finite(&terms, self.step)?;
-            // D's step with loss_D's gradients only.
-            let g = loss_d.backward();
-            let grads = self.params_d.grads(&self.d, &g);
+            // optimizer_D.step() with loss_D's gradients only.
             let mut values = self.params_d.values(&self.d);
-            self.adam_d.step(o.D_lr, &mut values, &grads)?;
-            values.retain(|k, _| grads.contains_key(k));
+            self.adam_d.step(self.options.D_lr, &mut values, &grads_d)?;
+            values.retain(|k, _| grads_d.contains_key(k));
             self.d = self.params_d.set(self.d.clone(), &values)?;
+            let (d, _) = self
+                .params_d
+                .apply_buffer_updates(self.d.clone(), d_updates);
+            self.d = d;
+            self.apply_g_updates(g_updates);
             if self.keep_grads {
-                grads_d_out = Some(grads);
+                grads_d_out = Some(grads_d);
             }
         }
-        for (k, t) in named {
-            terms.insert(k, scalar(&t)?);
+        if let Some(DropoutMasks::Seeded(rng)) = masks_0 {
+            self.dropout_rng = rng;
         }
+        terms.extend(sub);
+        self.step += 1;
         Ok(ConditionStepOutput {
             losses: terms,
-            grads_g: grads_g_out,
+            grads_g: self.keep_grads.then_some(grads_g),
             grads_d: grads_d_out,
-            taps,
+            taps: concat_taps(taps, &main),
         })
     }
+}
 
-    /// `optimizer_G.zero_grad(); loss_G.backward(); optimizer_G.step()` and tocg's
-    /// BatchNorm updates; returns the gradients when kept.
-    fn g_backward_step(
-        &mut self,
-        loss_g: Tensor<1>,
-        updates: Vec<BufferUpdate>,
-    ) -> Result<Option<BTreeMap<String, Tensor<1>>>> {
-        let g = loss_g.backward();
-        let grads = self.params_g.grads(&self.tocg, &g);
-        drop(g);
-        let mut values = self.params_g.values(&self.tocg);
-        self.adam_g.step(self.options.G_lr, &mut values, &grads)?;
-        values.retain(|k, _| grads.contains_key(k));
-        self.tocg = self.params_g.set(self.tocg.clone(), &values)?;
-        self.apply_g_updates(updates);
-        Ok(self.keep_grads.then_some(grads))
+/// What a step reads besides the models.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    options: &'a ConditionTrainOptions,
+    parsed: Parsed,
+    params_d: &'a NamedParams,
+}
+
+/// D's inputs of the second half of a step (on the shard's device).
+struct DInputs {
+    input1: Tensor<4>,
+    input2: Tensor<4>,
+    label: Tensor<4>,
+    /// `softmax(S).detach()`; `None` with `G_D_seperate` (tocg runs again after G's step).
+    fake: Option<Tensor<4>>,
+}
+
+/// The generator half of a step on one shard.
+struct GHalf {
+    loss_g: Tensor<1>,
+    /// `l1_cloth, vgg, tv, ce, (gan_g), G`.
+    terms: LossTerms,
+    /// The `sub.*` terms of G's half.
+    sub: LossTerms,
+    taps: BTreeMap<String, Tensor<4>>,
+    /// tocg's BatchNorm updates.
+    g_updates: Vec<BufferUpdate>,
+    /// D's spectral `u`, `v` updates (G's GAN pass).
+    d_updates: Vec<BufferUpdate>,
+    /// `None` without a GAN loss.
+    d_inputs: Option<DInputs>,
+}
+
+/// The discriminator half of a step on one shard.
+struct DHalf {
+    loss_d: Tensor<1>,
+    /// `d_fake, d_real, D`.
+    terms: LossTerms,
+    sub: LossTerms,
+    taps: BTreeMap<String, Tensor<4>>,
+    d_updates: Vec<BufferUpdate>,
+}
+
+/// What the first half returns from a shard.
+struct ShardOut {
+    terms: LossTerms,
+    sub: LossTerms,
+    taps: BTreeMap<String, Tensor<4>>,
+    grads: BTreeMap<String, Tensor<1>>,
+    g_updates: Vec<BufferUpdate>,
+    d_updates: Vec<BufferUpdate>,
+    next: Option<(DInputs, DropoutMasks)>,
+}
+
+fn scalars(named: Vec<(String, Tensor<1>)>) -> Result<LossTerms> {
+    named
+        .into_iter()
+        .map(|(k, t)| Ok((k, scalar(&t)?)))
+        .collect()
+}
+
+/// A discriminator forward in train mode on `d`; spectral `u`, `v` are written back at
+/// once (the next forward sees them, as the in-place update in PyTorch) and recorded in
+/// `updates`.
+fn d_forward(
+    params_d: &NamedParams,
+    d: &mut MultiscaleDiscriminator,
+    x: Tensor<4>,
+    masks: &mut DropoutMasks,
+    updates: &mut Vec<BufferUpdate>,
+) -> Result<Vec<Tensor<4>>> {
+    let (out, u) = train_mode(|| d.forward(x, masks));
+    let out = out?;
+    let (nd, _) = params_d.apply_buffer_updates(d.clone(), u.clone());
+    *d = nd;
+    updates.extend(u);
+    Ok(out)
+}
+
+/// `G_D_seperate`: tocg again (train mode, no grad), the raw segmap's softmax, detached.
+fn separate_fake(
+    tocg: &ConditionGenerator,
+    inputs: &DInputs,
+) -> Result<(Tensor<4>, Vec<BufferUpdate>)> {
+    let (f2, up2) = train_mode(|| tocg.forward(inputs.input1.clone(), inputs.input2.clone()));
+    Ok((softmax(f2?.fake_segmap, 1).detach(), up2))
+}
+
+/// G's half of `train()`'s iteration on one batch (shard) on `dev`: tocg forward in train
+/// mode, the composition, occlusion, warping losses, CE, and G's GAN pass through `d`
+/// (whose `u`, `v` advance); `loss_G` and what D's half needs.
+fn generator_half(
+    ctx: &Ctx,
+    tocg: &ConditionGenerator,
+    d: &mut MultiscaleDiscriminator,
+    vgg: &VggLoss,
+    batch: &ConditionBatch,
+    dev: &Device,
+    masks: &mut DropoutMasks,
+) -> Result<GHalf> {
+    let o = ctx.options;
+    let p = ctx.parsed;
+    let mv = |t: &Tensor<4>| t.clone().to_device(dev);
+    let cloth = mv(&batch.cloth);
+    let cm = mv(&batch.cloth_mask).greater_elem(0.5).float();
+    let pcm = mv(&batch.pcm);
+    let im_c = mv(&batch.parse_cloth);
+    let label = mv(&batch.parse);
+    let input1 = Tensor::cat(vec![cloth.clone(), cm.clone()], 1);
+    let input2 = Tensor::cat(vec![mv(&batch.parse_agnostic), mv(&batch.densepose)], 1);
+    let [n, _, ih, iw] = cloth.dims();
+
+    let mut terms = LossTerms::new();
+    let mut named: Vec<(String, Tensor<1>)> = Vec::new();
+    let mut taps = BTreeMap::new();
+    let mut d_updates = Vec::new();
+
+    // tocg forward (train mode).
+    let (fwd, g_updates) = train_mode(|| tocg.forward(input1.clone(), input2.clone()));
+    let fwd = fwd?;
+    let flow_list = fwd.flow_list;
+    let wcm_raw = fwd.warped_cloth_mask;
+    let s = match p.composition {
+        Composition::None => fwd.fake_segmap,
+        Composition::Detach => mul_cloth_channel(
+            fwd.fake_segmap,
+            wcm_raw.clone().detach().greater_elem(0.5).float(),
+        ),
+        Composition::WarpGrad => mul_cloth_channel(fwd.fake_segmap, wcm_raw.clone()),
+    };
+    let (mut wc, mut wcm) = (fwd.warped_cloth, wcm_raw.clone());
+    if o.occlusion {
+        wcm = remove_overlap(softmax(s.clone(), 1), wcm);
+        wc = wc * wcm.clone() + wcm.clone().neg().add_scalar(1.0);
     }
+
+    // Warping losses.
+    let l1_final = losses::l1(wcm.clone(), pcm.clone());
+    let (vgg_final, vgg_layers) = vgg.forward_terms(wc.clone(), im_c.clone())?;
+    named.push(("sub.l1_cloth.final".into(), l1_final.clone()));
+    named.push(("sub.vgg.final".into(), vgg_final.clone()));
+    for (l, t) in vgg_layers.into_iter().enumerate() {
+        named.push((format!("sub.vgg.final.layer{l}"), t));
+    }
+    let mut l1_cloth = l1_final;
+    let mut loss_vgg = vgg_final;
+
+    let nf = flow_list.len();
+    let mut tv: Option<Tensor<1>> = None;
+    let tv_one = |tv: Option<Tensor<1>>,
+                  named: &mut Vec<(String, Tensor<1>)>,
+                  i: usize,
+                  mask: Option<(Tensor<4>, Tensor<4>)>,
+                  scale: f64| {
+        let (y, x) = tv_terms(&flow_list[i], mask);
+        let (y, x) = if scale != 1.0 {
+            (y.div_scalar(scale), x.div_scalar(scale))
+        } else {
+            (y, x)
+        };
+        named.push((format!("sub.tv.{i}.y"), y.clone()));
+        named.push((format!("sub.tv.{i}.x"), x.clone()));
+        add(tv, y) + x
+    };
+    match p.edge_tv {
+        EdgeTv::NoEdge => {
+            let first = if o.lasttvonly { nf - 1 } else { 0 };
+            for i in first..nf {
+                tv = Some(tv_one(tv, &mut named, i, None, 1.0));
+            }
+        }
+        EdgeTv::LastOnly | EdgeTv::Weighted => {
+            let levels: Vec<usize> = if p.edge_tv == EdgeTv::LastOnly {
+                vec![nf - 1]
+            } else {
+                (0..nf).collect()
+            };
+            for i in levels {
+                let [_, fh, fw, _] = flow_list[i].dims();
+                let m = edge_masks(&wcm, fh, fw);
+                let scale = if p.edge_tv == EdgeTv::Weighted {
+                    2f64.powi(4 - i as i32)
+                } else {
+                    1.0
+                };
+                tv = Some(tv_one(tv, &mut named, i, Some(m), scale));
+            }
+            if o.add_lasttv {
+                tv = Some(tv_one(tv, &mut named, nf - 1, None, 1.0));
+            }
+        }
+    }
+    let loss_tv = tv.ok_or_else(|| VtonError::invalid("flow_list", "no flows"))?;
+
+    if o.interflowloss {
+        let seg_soft = softmax(s.clone(), 1);
+        for (i, flow) in flow_list.iter().take(nf - 1).enumerate() {
+            let flow = flow.clone();
+            let [_, fh, fw, _] = flow.dims();
+            let grid = make_grid(n, ih, iw, dev);
+            let nchw = flow.permute([0, 3, 1, 2]);
+            let up = if p.inter_nearest {
+                resize_nearest(nchw, ih, iw)
+            } else {
+                resize_bilinear(nchw, ih, iw)
+            }
+            .permute([0, 2, 3, 1]);
+            let fx = up.clone().slice([0..n, 0..ih, 0..iw, 0..1]);
+            let fy = up.slice([0..n, 0..ih, 0..iw, 1..2]);
+            let flow_norm = Tensor::cat(
+                vec![
+                    fx.div_scalar((fw as f64 - 1.0) / 2.0),
+                    fy.div_scalar((fh as f64 - 1.0) / 2.0),
+                ],
+                3,
+            );
+            let g = flow_norm + grid;
+            let warped_c = hr_grid_sample(cloth.clone(), g.clone())?;
+            let warped_cm = hr_grid_sample(cm.clone(), g)?;
+            let warped_cm = remove_overlap(seg_soft.clone(), warped_cm);
+            let div = 2f64.powi(4 - i as i32);
+            let l1_i = losses::l1(warped_cm, pcm.clone());
+            let (vgg_i, _) = vgg.forward_terms(warped_c, im_c.clone())?;
+            named.push((format!("sub.l1_cloth.inter.{i}"), l1_i.clone()));
+            named.push((format!("sub.vgg.inter.{i}"), vgg_i.clone()));
+            l1_cloth = l1_cloth + l1_i.div_scalar(div);
+            loss_vgg = loss_vgg + vgg_i.div_scalar(div);
+        }
+    }
+
+    // Segmentation cross entropy.
+    let target = mv(&batch.parse_onehot)
+        .slice([0..n, 0..1, 0..ih, 0..iw])
+        .reshape([n, ih, iw])
+        .detach()
+        .int();
+    let ce = cross_entropy2d(s.clone(), target, None, true)?;
+
+    let warp = l1_cloth.clone().mul_scalar(10.0)
+        + loss_vgg.clone()
+        + loss_tv.clone().mul_scalar(o.tvlambda);
+    for (i, f) in flow_list.iter().enumerate() {
+        taps.insert(format!("flow_list.{i}"), f.clone().detach());
+    }
+    taps.insert("fake_segmap".into(), s.clone().detach());
+    taps.insert("warped_clothmask_raw".into(), wcm_raw.detach());
+    taps.insert("warped_cloth".into(), wc.detach());
+    taps.insert("warped_clothmask".into(), wcm.detach());
+
+    if o.no_GAN_loss {
+        let loss_g = warp + ce.clone().mul_scalar(o.CElamda);
+        for (k, t) in [
+            ("l1_cloth", &l1_cloth),
+            ("vgg", &loss_vgg),
+            ("tv", &loss_tv),
+            ("ce", &ce),
+            ("G", &loss_g),
+        ] {
+            terms.insert(k.into(), scalar(t)?);
+        }
+        return Ok(GHalf {
+            loss_g,
+            terms,
+            sub: scalars(named)?,
+            taps,
+            g_updates,
+            d_updates,
+            d_inputs: None,
+        });
+    }
+    let soft = softmax(s, 1);
+    let soft_detached = soft.clone().detach();
+    let pred_g = d_forward(
+        ctx.params_d,
+        d,
+        Tensor::cat(vec![input1.clone(), input2.clone(), soft], 1),
+        masks,
+        &mut d_updates,
+    )?;
+    let gan_terms = gan_loss_per_scale(&pred_g, true, false, GanMode::Lsgan)?;
+    let gan_g = sum_terms(&gan_terms);
+    let loss_g = warp + (ce.clone().mul_scalar(o.CElamda) + gan_g.clone().mul_scalar(o.GANlambda));
+    for (j, t) in gan_terms.into_iter().enumerate() {
+        named.push((format!("sub.gan_g.{j}"), t));
+    }
+    for (j, t) in pred_g.iter().enumerate() {
+        taps.insert(format!("D_pred_G.{j}"), t.clone().detach());
+    }
+    // D's passes on the detached map depend on no G parameter, so running them after
+    // G's update (instead of before, as the script) changes nothing; their order among
+    // D's forwards (spectral u, v) is the script's.
+    let fake = (!o.G_D_seperate).then_some(soft_detached);
+    for (k, t) in [
+        ("l1_cloth", &l1_cloth),
+        ("vgg", &loss_vgg),
+        ("tv", &loss_tv),
+        ("ce", &ce),
+        ("gan_g", &gan_g),
+        ("G", &loss_g),
+    ] {
+        terms.insert(k.into(), scalar(t)?);
+    }
+    Ok(GHalf {
+        loss_g,
+        terms,
+        sub: scalars(named)?,
+        taps,
+        g_updates,
+        d_updates,
+        d_inputs: Some(DInputs {
+            input1,
+            input2,
+            label,
+            fake,
+        }),
+    })
+}
+
+/// D's half of the iteration on one shard: D on `fake` (detached) and on the real parse
+/// (`u`, `v` advancing per forward), LSGAN `loss_D = d_fake + d_real`.
+fn discriminator_half(
+    ctx: &Ctx,
+    d: &mut MultiscaleDiscriminator,
+    inputs: DInputs,
+    fake: Tensor<4>,
+    masks: &mut DropoutMasks,
+) -> Result<DHalf> {
+    let DInputs {
+        input1,
+        input2,
+        label,
+        ..
+    } = inputs;
+    let mut d_updates = Vec::new();
+    let mut named: Vec<(String, Tensor<1>)> = Vec::new();
+    let mut taps = BTreeMap::new();
+    let pred_fake = d_forward(
+        ctx.params_d,
+        d,
+        Tensor::cat(vec![input1.clone(), input2.clone(), fake], 1),
+        masks,
+        &mut d_updates,
+    )?;
+    let pred_real = d_forward(
+        ctx.params_d,
+        d,
+        Tensor::cat(vec![input1, input2, label], 1),
+        masks,
+        &mut d_updates,
+    )?;
+    let fake_terms = gan_loss_per_scale(&pred_fake, false, true, GanMode::Lsgan)?;
+    let real_terms = gan_loss_per_scale(&pred_real, true, true, GanMode::Lsgan)?;
+    let d_fake = sum_terms(&fake_terms);
+    let d_real = sum_terms(&real_terms);
+    let loss_d = d_fake.clone() + d_real.clone();
+    for (j, t) in fake_terms.into_iter().enumerate() {
+        named.push((format!("sub.d_fake.{j}"), t));
+    }
+    for (j, t) in real_terms.into_iter().enumerate() {
+        named.push((format!("sub.d_real.{j}"), t));
+    }
+    for (j, t) in pred_fake.iter().enumerate() {
+        taps.insert(format!("D_pred_fake.{j}"), t.clone().detach());
+    }
+    for (j, t) in pred_real.iter().enumerate() {
+        taps.insert(format!("D_pred_real.{j}"), t.clone().detach());
+    }
+    let mut terms = LossTerms::new();
+    for (k, t) in [("d_fake", &d_fake), ("d_real", &d_real), ("D", &loss_d)] {
+        terms.insert(k.into(), scalar(t)?);
+    }
+    Ok(DHalf {
+        loss_d,
+        terms,
+        sub: scalars(named)?,
+        taps,
+        d_updates,
+    })
+}
+
+/// The shards' taps concatenated along dim 0 on the main device (one shard: as they are).
+fn concat_taps(
+    mut shards: Vec<BTreeMap<String, Tensor<4>>>,
+    main: &Device,
+) -> BTreeMap<String, Tensor<4>> {
+    if shards.len() == 1 {
+        return shards.remove(0);
+    }
+    let mut out = BTreeMap::new();
+    let keys: Vec<String> = shards
+        .first()
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default();
+    for k in keys {
+        let parts: Vec<Tensor<4>> = shards
+            .iter_mut()
+            .filter_map(|s| s.remove(&k))
+            .map(|t| t.to_device(main))
+            .collect();
+        if parts.len() == shards.len() {
+            out.insert(k, Tensor::cat(parts, 0));
+        }
+    }
+    out
 }
 
 fn sum_terms(t: &[Tensor<1>]) -> Tensor<1> {
