@@ -8,6 +8,8 @@ original repositories' own files (never vendored here):
         L1 + VGGLoss + mask L1, Adam
   tocg  HR-VITON train_condition.py:  ConditionGenerator(ngf=96, BatchNorm2d) +
         define_D(ndf=64, n_layers_D=3, num_D=2), loss_G / loss_D, two Adams
+  unet  diffusers' inpainting fine-tuning step (diffusers' UNet2DConditionModel from a
+        folder, epsilon MSE, AdamW, clip_grad_norm_ 1.0) on random latents
 
 with random initialisation (the repositories' own init) and one random batch of the
 dataset's shapes and value ranges, reused every step. The step body follows the scripts:
@@ -254,6 +256,43 @@ def cmd_time(a):
             loss_d.backward()
             opt_d.step()
             info["loss_G"], info["loss_D"] = loss_g.item(), loss_d.item()
+    elif a.what == "unet":
+        # diffusers' fine-tuning loop (train_text_to_image.py / train_dreambooth_inpaint.py
+        # step body): U-Net on concat(noisy, mask, masked latents), epsilon MSE, AdamW with
+        # the scripts' defaults, clip_grad_norm_ 1.0. --unet is the folder (or DIR/unet).
+        import safetensors.torch  # noqa: F401  (diffusers 0.32 expects the submodule imported)
+        from diffusers import UNet2DConditionModel
+
+        folder = a.unet if os.path.isfile(os.path.join(a.unet, "config.json")) else os.path.join(a.unet, "unet")
+        model = UNet2DConditionModel.from_pretrained(folder)
+        model.train()
+        h, w = a.latent_height, a.latent_width
+        cfg = model.config
+        c = cfg.out_channels
+        ca = cfg.cross_attention_dim
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999),
+                                      weight_decay=1e-2, eps=1e-8)
+        gen = torch.Generator().manual_seed(2)
+        lat = torch.rand(b, c, h, w, generator=gen) * 2 - 1
+        masked = torch.rand(b, cfg.in_channels - c - 1, h, w, generator=gen) * 2 - 1
+        m = (torch.rand(b, 1, h, w, generator=gen) > 0.5).float()
+        noise = torch.rand(b, c, h, w, generator=gen) * 2 - 1
+        ts = torch.tensor([100 + 300 * i for i in range(b)])
+        text = torch.zeros(b, 77, ca)
+        from diffusers import DDPMScheduler
+
+        sched = DDPMScheduler()
+        noisy = sched.add_noise(lat, noise, ts)
+
+        def step():
+            pred = model(torch.cat([noisy, m, masked], 1), ts, text).sample
+            loss = F.mse_loss(pred.float(), noise.float(), reduction="mean")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            info["loss"] = loss.item()
     else:
         sys.exit(f"unknown workload {a.what}")
     import warnings
@@ -262,6 +301,7 @@ def cmd_time(a):
     times = time_steps(step, a.warmup, a.steps)
     print(json.dumps({
         "impl": "pytorch", "what": a.what, "batch_size": b, "height": h, "width": w,
+        "diffusers": sys.modules["diffusers"].__version__ if "diffusers" in sys.modules else None,
         "threads": torch.get_num_threads(), "median_s": statistics.median(times),
         "times_s": times, "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__,
         "last": info,
@@ -283,7 +323,10 @@ def main():
         if name == "make":
             s.add_argument("out")
         else:
-            s.add_argument("what", choices=["gmm", "tom", "tocg"])
+            s.add_argument("what", choices=["gmm", "tom", "tocg", "unet"])
+            s.add_argument("--unet", default=None, help="unet: diffusers U-Net or pipeline folder")
+            s.add_argument("--latent-height", type=int, default=32)
+            s.add_argument("--latent-width", type=int, default=24)
             s.add_argument("--batch-size", type=int, default=4)
             s.add_argument("--steps", type=int, default=5)
             s.add_argument("--warmup", type=int, default=1)

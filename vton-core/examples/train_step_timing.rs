@@ -8,16 +8,21 @@
 //! (CP-VTON+ TOM U-Net 26->4, 6 downs, ngf 64, + VGG19 loss from DIR/vgg19_random.pth),
 //! `tocg` (HR-VITON condition generator DIR/tocg_random_ngf<NGF>.pth + discriminator
 //! DIR/d_random.pth + VGG19, one `train_condition.py` step). 256x192, one random batch of
-//! the dataset's shapes and value ranges reused every step. Prints one JSON line: the
-//! median step time after WARMUP steps, every step time, the process's peak RSS.
+//! the dataset's shapes and value ranges reused every step. `unet`: the diffusers
+//! inpainting U-Net in DIR (or DIR/unet), one AdamW fine-tuning step on random latents of
+//! LATENT_H x LATENT_W (the next two arguments; default 32 x 24) with zero 77-token text
+//! states. Prints one JSON line: the median step time after WARMUP steps, every step
+//! time, the process's peak RSS.
 
 use std::time::Instant;
 
 use vton_core::burn::tensor::Device;
 use vton_core::burn::tensor::{Tensor, TensorData};
 use vton_core::models::cpvton::GmmConfig;
+use vton_core::models::unet::PerBlock;
 use vton_core::rng::Rng;
 use vton_core::train::cpvton::{CpvtonTrainOptions, GmmBatch, GmmTrainer, TomBatch, TomTrainer};
+use vton_core::train::diffusion::{UNetBatch, UNetTrainOptions, UNetTrainer};
 use vton_core::train::hrviton::{ConditionBatch, ConditionGeneratorTrainer, ConditionTrainOptions};
 use vton_core::train::init;
 use vton_core::train::losses::VggLossConfig;
@@ -103,7 +108,7 @@ fn main() -> Result<()> {
         .to_string();
     let (steps, warmup) = (num(4, 5)?, num(5, 1)?);
     let dev = default_device();
-    let (h, w) = (256usize, 192usize);
+    let (mut h, mut w) = (256usize, 192usize);
     let mut g = Gen {
         rng: Rng::new(1),
         dev: dev.clone(),
@@ -170,10 +175,48 @@ fn main() -> Result<()> {
             };
             Box::new(move || Ok(t.step(&batch, None)?.losses["G"]))
         }
+        "unet" => {
+            // A diffusers inpainting U-Net folder (DIR/unet or DIR itself), fine-tuned as
+            // diffusers' scripts do (AdamW, clip 1.0, epsilon target); latents of
+            // LATENT_H x LATENT_W (args 6, 7; default 32 x 24), zero text states.
+            let lh = num(6, 32)?;
+            let lw = num(7, 24)?;
+            let folder = std::path::Path::new(&dir).join("unet");
+            let folder = if folder.is_dir() {
+                folder
+            } else {
+                dir.clone().into()
+            };
+            let mut t = UNetTrainer::from_pretrained(&folder, UNetTrainOptions::default(), &dev)?;
+            let cfg = t.model().config.clone();
+            let c = cfg.out_channels;
+            let cross = match &cfg.cross_attention_dim {
+                PerBlock::One(d) => *d,
+                PerBlock::Each(v) => v.first().copied().unwrap_or(768),
+            };
+            let mut lg = Gen {
+                rng: Rng::new(2),
+                dev: dev.clone(),
+                b,
+                h: lh,
+                w: lw,
+            };
+            let batch = UNetBatch {
+                latents: lg.signed(c),
+                masked_latents: Some(lg.signed(cfg.in_channels - c - 1)),
+                mask: Some(lg.mask()),
+                noise: lg.signed(c),
+                timesteps: (0..b as i64).map(|i| 100 + 300 * i).collect(),
+                encoder_hidden_states: Some(Tensor::zeros([b, 77, cross], &dev)),
+            };
+            h = lh;
+            w = lw;
+            Box::new(move || Ok(t.step(&batch, false)?.loss))
+        }
         other => {
             return Err(VtonError::invalid(
                 "what",
-                format!("'{other}' is not gmm, tom or tocg"),
+                format!("'{other}' is not gmm, tom, tocg or unet"),
             ))
         }
     };
