@@ -306,3 +306,65 @@ fn a_trainer_from_fresh_weights_takes_a_step() {
         assert_eq!(tr.step_count(), 1);
     }
 }
+
+/// `vton train tocg` without --weights / --discriminator (the drive): fresh G and D at the
+/// widths the options give, seeded, with the original keys; --vgg still required.
+#[test]
+fn the_drive_starts_tocg_from_fresh_weights() {
+    use vton_core::train::drive::{TocgDrive, TrainKind, TrainSetup};
+    let json = case("train_hrviton_tocg");
+    let mut setup = TrainSetup::new(TrainKind::Tocg);
+    for (k, v) in [
+        ("ngf", serde_json::json!(FIXTURE_NGF)),
+        ("ndf", serde_json::json!(FIXTURE_NDF)),
+        ("Ddropout", serde_json::json!(true)),
+        ("fine_height", json["opt"]["fine_height"].clone()),
+        ("fine_width", json["opt"]["fine_width"].clone()),
+    ] {
+        setup.options.insert(k.into(), v);
+    }
+    setup.seed = 9;
+    let dev = Device::flex();
+    let err = TocgDrive::new(&setup, &dev)
+        .err()
+        .expect("no --vgg")
+        .to_string();
+    assert!(err.contains("--vgg"), "{err}");
+    setup.vgg = Some(common::fixture("training").join(json["file"].as_str().unwrap()));
+    let a = TocgDrive::new(&setup, &dev).unwrap();
+    let keys = |m: &BTreeMap<String, vton_core::train::params::HostTensor>| {
+        m.iter()
+            .map(|(k, t)| (k.clone(), t.shape.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let sd_g = a.trainer().state_dict_g().unwrap();
+    let sd_d = a.trainer().state_dict_d().unwrap();
+    // The trainer's state dict has the fixture's keys (BatchNorm counters are kept apart).
+    let want_g: BTreeMap<_, _> = shapes(&fixture_checkpoint(&json, "weights.G."))
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .collect();
+    let got_g: BTreeMap<_, _> = keys(&sd_g)
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .collect();
+    assert_eq!(got_g, want_g);
+    assert_eq!(
+        keys(&sd_d),
+        shapes(&fixture_checkpoint(&json, "weights.D."))
+    );
+    // The same values as the init functions with the run's seed.
+    let o = a.trainer().options().clone();
+    let fresh = tocg_fresh(&o, FIXTURE_NGF, 9).unwrap();
+    let k = "ClothEncoder.0.scale.weight";
+    assert_eq!(sd_g[k].data, fresh.read_f32(k).unwrap());
+    let fresh_d = discriminator_fresh(&o, FIXTURE_NDF, 9).unwrap();
+    assert_eq!(
+        sd_d["layer0.0.weight"].data,
+        fresh_d.read_f32("layer0.0.weight").unwrap()
+    );
+    // Another seed, other weights.
+    setup.seed = 10;
+    let b = TocgDrive::new(&setup, &dev).unwrap();
+    assert_ne!(b.trainer().state_dict_g().unwrap()[k].data, sd_g[k].data);
+}

@@ -63,9 +63,9 @@ impl TrainKind {
 #[derive(Debug, Clone)]
 pub struct TrainSetup {
     pub kind: TrainKind,
-    /// Initial weights (none: gmm / tom start from the original initialisation).
+    /// Initial weights (none: gmm / tom / tocg start from the original initialisation).
     pub weights: Option<PathBuf>,
-    /// tocg: the discriminator.
+    /// tocg: the discriminator (none: the original initialisation).
     pub discriminator: Option<PathBuf>,
     /// tom / tocg: torchvision VGG19 for the perceptual loss.
     pub vgg: Option<PathBuf>,
@@ -881,27 +881,22 @@ impl TocgDrive {
     pub fn new(setup: &TrainSetup, device: &Device) -> Result<Self> {
         let o = Opts::new(&setup.options);
         let options = condition_options(&o)?;
+        // Widths of a fresh start (train_condition.py: ngf=96, define_D's ndf=64).
+        let ngf = o.usize("ngf", 96)?;
+        let ndf = o.usize("ndf", 64)?;
         o.finish("tocg", DATA_OPTIONS)?;
-        let g = setup
-            .initial_weights("ClothEncoder.0.scale.weight")?
-            .ok_or_else(|| {
-                VtonError::invalid(
-                    "weights",
-                    "training tocg needs the condition generator's initial weights (--weights)",
-                )
-            })?;
+        let vgg =
+            Checkpoint::open(need(&setup.vgg, "vgg", setup.kind)?)?.rooted_at("features.0.weight");
+        // Without weights, train_condition.py's own initialisation (seeded).
+        let g = match setup.initial_weights("ClothEncoder.0.scale.weight")? {
+            Some(c) => c,
+            None => crate::train::init::tocg_fresh(&options, ngf, setup.seed)?,
+        };
         let d = match (&setup.discriminator_checkpoint, &setup.discriminator) {
             (Some(c), _) => c.clone().rooted_at("layer0.0.weight"),
             (None, Some(p)) => Checkpoint::open(p)?.rooted_at("layer0.0.weight"),
-            (None, None) => {
-                return Err(VtonError::invalid(
-                    "discriminator",
-                    "training tocg needs the discriminator's initial weights (--discriminator)",
-                ))
-            }
+            (None, None) => crate::train::init::discriminator_fresh(&options, ndf, setup.seed)?,
         };
-        let vgg =
-            Checkpoint::open(need(&setup.vgg, "vgg", setup.kind)?)?.rooted_at("features.0.weight");
         let trainer =
             ConditionGeneratorTrainer::from_loaded(&g, &d, &vgg, options.clone(), device)?;
         Ok(TocgDrive {
