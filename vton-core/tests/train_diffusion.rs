@@ -585,3 +585,90 @@ fn catvton_layout_without_encoder_states() {
         }
     }
 }
+
+/// Data parallel: the U-Net on 2 devices with 1 sample each takes the step of 1 device
+/// with the 2-sample batch (the MSE is a mean over every element, GroupNorm normalises
+/// per sample, the timesteps are per sample). Tolerances: loss and pre-clip grad norm to
+/// 1e-5 relative, each gradient tensor to 1e-4 of its max |value|, the weights after the
+/// step to 2 lr + 1e-6 for every element (AdamW's first step is about lr * sign(g), so a
+/// gradient at rounding-noise level may flip) and 1e-6 for all but 1e-3 of them. Only
+/// the order of the batch reductions differs (in the conv/linear weight gradients a sum
+/// over 2 samples becomes 2 sums over 1 sample, added afterwards), a float32 rounding
+/// of about 1e-7 relative; a wrong shard weight (e.g. summing instead of averaging) is
+/// off by a factor of 2.
+#[test]
+fn two_devices_with_one_sample_equal_one_device_with_two() {
+    let c = case("train_diffusers_unet");
+    let dev = Device::flex();
+    let opts = options(&c.json);
+    let full = batch(&c, 0, &dev);
+    assert_eq!(full.latents.dims()[0], 2);
+    assert_eq!(
+        full.timesteps.len(),
+        2,
+        "per-sample timesteps are split too"
+    );
+    let mut one = UNetTrainer::from_pretrained(&c.pretrained, opts.clone(), &dev).unwrap();
+    let mut two = UNetTrainer::from_pretrained(&c.pretrained, opts, &dev).unwrap();
+    let a = one.step(&full, true).unwrap();
+    let d = two
+        .step_data_parallel(&full, &[dev.clone(), dev.clone()])
+        .unwrap();
+    let rel = |x: f64, y: f64| (x - y).abs() / y.abs();
+    let (rl, rn) = (rel(d.loss, a.loss), rel(d.grad_norm, a.grad_norm));
+    assert!(rl <= 1e-5, "loss {} vs {} (rel {rl:.2e})", d.loss, a.loss);
+    assert!(rn <= 1e-5, "grad norm {} vs {}", d.grad_norm, a.grad_norm);
+    assert_eq!(d.lr, a.lr);
+    let (ga, gd) = (a.grads.unwrap(), d.grads.unwrap());
+    assert_eq!(ga.keys().collect::<Vec<_>>(), gd.keys().collect::<Vec<_>>());
+    let mut worst_grad = 0f32;
+    for (k, g) in &ga {
+        let x = common::values(g.clone());
+        let y = common::values(gd[k].clone());
+        let m = max_abs(&x).max(1e-30);
+        let e = x
+            .iter()
+            .zip(&y)
+            .fold(0f32, |acc, (p, q)| acc.max((p - q).abs()))
+            / m;
+        worst_grad = worst_grad.max(e);
+        assert!(e <= 1e-4, "grad {k}: {e:.2e} x max");
+    }
+    let (sa, sd) = (one.state_dict().unwrap(), two.state_dict().unwrap());
+    let lr = options(&c.json).lr as f32;
+    let (mut worst_w, mut n_over, mut n_el) = (0f32, 0usize, 0usize);
+    for (k, h) in &sa {
+        for (p, q) in h.data.iter().zip(&sd[k].data) {
+            let e = (p - q).abs();
+            worst_w = worst_w.max(e);
+            n_el += 1;
+            if e > 1e-6 {
+                n_over += 1;
+            }
+        }
+    }
+    let frac = n_over as f64 / n_el as f64;
+    assert!(
+        worst_w <= 2.0 * lr + 1e-6,
+        "weights after the step differ by {worst_w:.2e}"
+    );
+    assert!(frac <= 1e-3, "{n_over} of {n_el} weights differ by > 1e-6");
+    // The step moved the weights (the comparison above is not vacuous).
+    let sd0 = UNetTrainer::from_pretrained(&c.pretrained, options(&c.json), &dev)
+        .unwrap()
+        .state_dict()
+        .unwrap();
+    assert!(sa.iter().any(|(k, h)| h.data != sd0[k].data));
+    assert_eq!(two.step_count(), 1);
+    eprintln!(
+        "U-Net 2 devices x 1 vs 1 x 2: loss rel {rl:.2e}, grad norm rel {rn:.2e}, \
+         worst grad {worst_grad:.2e} x max, weights after {worst_w:.2e} ({n_over} of {n_el} > 1e-6)"
+    );
+    // A batch smaller than the device count is refused by name, nothing changed.
+    let err = two
+        .step_data_parallel(&full, &[dev.clone(), dev.clone(), dev.clone()])
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("cannot be split"), "{err}");
+    assert_eq!(two.step_count(), 1);
+}

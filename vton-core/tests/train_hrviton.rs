@@ -562,3 +562,210 @@ fn drawn_dropout_masks_when_none_are_given() {
     );
     assert!(out.losses.values().all(|x| x.is_finite()));
 }
+
+/// The rows `i..i+1` of every tensor of a batch.
+fn sample(b: &ConditionBatch, i: usize) -> ConditionBatch {
+    let r = |t: &Tensor<4>| t.clone().narrow(0, i, 1);
+    ConditionBatch {
+        cloth: r(&b.cloth),
+        cloth_mask: r(&b.cloth_mask),
+        parse_agnostic: r(&b.parse_agnostic),
+        densepose: r(&b.densepose),
+        parse_onehot: r(&b.parse_onehot),
+        parse: r(&b.parse),
+        pcm: r(&b.pcm),
+        parse_cloth: r(&b.parse_cloth),
+    }
+}
+
+/// Data parallel on tocg + D. tocg's BatchNorm normalises each shard with its own batch
+/// statistics (DDP without SyncBatchNorm), so 2 devices x 1 sample is not 1 device x 2
+/// samples. What holds, checked here: the data-parallel step on [a, b] computes the
+/// shard-size-weighted mean (1/2, 1/2) of the single-device G and D gradients and loss
+/// terms of [a] and of [b], each taken from the same starting weights, with each
+/// sample's rows of the recorded Dropout masks; Adam on the main device applies exactly
+/// those mean gradients; the buffers (BatchNorm running statistics, num_batches_tracked,
+/// spectral u, v) are the first shard's, i.e. [a]'s.
+///
+/// Tolerance: 1e-6 of each tensor's max |value| (and 1e-6 relative on loss terms). Each
+/// shard runs the very operations of the single-device step on the same data, so only a
+/// backend that splits a reduction differently across threads could differ at all; a
+/// real fault (a wrong shard weight, a shard's masks or buffers mixed up, D's u, v not
+/// carried between the halves) moves values by far more than that.
+fn data_parallel_is_the_mean_of_the_shards(name: &str) {
+    let (json, t) = case(name);
+    let dev = Device::flex();
+    let g = checkpoint(&json, "weights.G.");
+    let d = checkpoint(&json, "weights.D.");
+    let v = checkpoint(&json, "vgg.");
+    let make = || {
+        ConditionGeneratorTrainer::from_loaded(&g, &d, &v, opts(&json), &dev)
+            .unwrap()
+            .keep_grads(true)
+    };
+    let full = batch(&t, 0, &dev);
+    assert_eq!(full.cloth.dims()[0], 2, "{name}: a 2-sample batch");
+    let per_step = make().dropout_masks_per_step();
+    let m = masks(&t, 0, per_step, &dev);
+    let rows = |i: usize| {
+        m.as_ref()
+            .map(|v| v.iter().map(|x| x.clone().narrow(0, i, 1)).collect())
+    };
+    let tol = 1e-6f64;
+    let devices = [dev.clone(), dev.clone()];
+
+    let mut dp = make();
+    let out = dp.step_data_parallel(&full, &devices, m.clone()).unwrap();
+    let mut ta = make();
+    let a = ta.step(&sample(&full, 0), rows(0)).unwrap();
+    let mut tb = make();
+    let b = tb.step(&sample(&full, 1), rows(1)).unwrap();
+
+    // Loss terms.
+    assert_eq!(out.losses.len(), a.losses.len());
+    let mut worst_loss = 0f64;
+    for (k, got) in &out.losses {
+        let want = 0.5 * a.losses[k] + 0.5 * b.losses[k];
+        let rel = (got - want).abs() / want.abs().max(1e-12);
+        worst_loss = worst_loss.max(rel);
+        assert!(
+            rel <= tol,
+            "{name} {k}: {got} vs mean {want} (rel {rel:.2e})"
+        );
+    }
+    // The shards differ, so the mean is not either shard's value.
+    assert!((a.losses["G"] - b.losses["G"]).abs() > 1e-6 * a.losses["G"].abs());
+
+    // G's and D's gradients.
+    let mut worst_grad = 0f64;
+    for (net, got, ga, gb) in [
+        ("G", &out.grads_g, &a.grads_g, &b.grads_g),
+        ("D", &out.grads_d, &a.grads_d, &b.grads_d),
+    ] {
+        let (got, ga, gb) = (
+            got.as_ref().unwrap(),
+            ga.as_ref().unwrap(),
+            gb.as_ref().unwrap(),
+        );
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            ga.keys().collect::<Vec<_>>(),
+            "{name} {net}: the same parameters get a gradient"
+        );
+        assert!(got.len() > 5);
+        for (k, g) in got {
+            let x = common::values(g.clone());
+            let (ya, yb) = (common::values(ga[k].clone()), common::values(gb[k].clone()));
+            let want: Vec<f32> = ya.iter().zip(&yb).map(|(p, q)| 0.5 * p + 0.5 * q).collect();
+            let m = max_abs(&want).max(1e-30) as f64;
+            let e = x
+                .iter()
+                .zip(&want)
+                .map(|(p, q)| (p - q).abs() as f64)
+                .fold(0f64, f64::max)
+                / m;
+            worst_grad = worst_grad.max(e);
+            assert!(e <= tol, "{name} grad {net}.{k}: {e:.2e} x max");
+        }
+    }
+
+    // Adam on the main device applied those mean gradients from the starting weights.
+    let fresh = make();
+    let mut worst_adam = 0f32;
+    for (net, lr, grads, before, after, params) in [
+        (
+            "G",
+            opts(&json).G_lr,
+            out.grads_g.as_ref().unwrap(),
+            fresh.params_g().values(fresh.generator()),
+            dp.params_g().values(dp.generator()),
+            dp.params_g(),
+        ),
+        (
+            "D",
+            opts(&json).D_lr,
+            out.grads_d.as_ref().unwrap(),
+            fresh.params_d().values(fresh.discriminator()),
+            dp.params_d().values(dp.discriminator()),
+            dp.params_d(),
+        ),
+    ] {
+        let mut p = before.clone();
+        p.retain(|k, _| grads.contains_key(k));
+        Adam::new(AdamConfig::adam(0.5, 0.999, 1e-8))
+            .unwrap()
+            .step(lr, &mut p, grads)
+            .unwrap();
+        let trainable = params.trainable_keys();
+        for k in &trainable {
+            let want = match p.get(k) {
+                Some(t) => common::values(t.clone()),
+                // No gradient: unchanged.
+                None => common::values(before[k].clone()),
+            };
+            let got = common::values(after[k].clone());
+            let e = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            worst_adam = worst_adam.max(e);
+            assert!(
+                e <= 1e-7,
+                "{name} {net}.{k}: after the step {e:.2e} off Adam(mean grads)"
+            );
+        }
+    }
+
+    // Buffers from the first shard: tocg's running statistics and counters, D's u, v.
+    let (sd_dp, sd_a) = (dp.state_dict_g().unwrap(), ta.state_dict_g().unwrap());
+    let trainable_g = dp.params_g().trainable_keys();
+    let mut n_buf = 0;
+    for (k, h) in &sd_dp {
+        if !trainable_g.contains(k) {
+            assert_eq!(h.data, sd_a[k].data, "{name} G buffer {k} is shard 0's");
+            n_buf += 1;
+        }
+    }
+    assert!(n_buf > 0, "tocg has BatchNorm buffers");
+    assert_eq!(dp.num_batches_tracked(), ta.num_batches_tracked());
+    assert!(dp.num_batches_tracked().values().all(|&c| c == 1));
+    let (dd, da) = (dp.state_dict_d().unwrap(), ta.state_dict_d().unwrap());
+    let trainable_d = dp.params_d().trainable_keys();
+    for (k, h) in &dd {
+        if !trainable_d.contains(k) {
+            assert_eq!(h.data, da[k].data, "{name} D buffer {k}");
+        }
+    }
+    // Taps: the shards' concatenated along the batch.
+    let tap = |o: &vton_core::train::hrviton::ConditionStepOutput| {
+        common::values(o.taps["fake_segmap"].clone())
+    };
+    let joined: Vec<f32> = tap(&a).into_iter().chain(tap(&b)).collect();
+    assert_eq!(tap(&out), joined);
+    assert_eq!(dp.step_count(), 1);
+    eprintln!(
+        "{name} data-parallel [a, b] vs mean of [a], [b]: worst loss rel {worst_loss:.2e}, \
+         worst grad {worst_grad:.2e} x max (tol {tol:.0e}); after-step vs Adam(mean) {worst_adam:.2e}"
+    );
+
+    // A batch smaller than the device count is refused by name, before any change.
+    let three = [dev.clone(), dev.clone(), dev.clone()];
+    let err = dp
+        .step_data_parallel(&full, &three, m.clone())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("cannot be split"), "{err}");
+    assert_eq!(dp.step_count(), 1);
+}
+
+#[test]
+fn tocg_data_parallel_is_the_mean_of_single_device_shards() {
+    // Dropout in D (recorded masks), occlusion, inter-flow losses.
+    data_parallel_is_the_mean_of_the_shards("train_hrviton_tocg");
+}
+
+#[test]
+fn tocg_spectral_data_parallel_is_the_mean_of_single_device_shards() {
+    // Spectral-norm D: u, v advance once per D forward across both halves of the step.
+    data_parallel_is_the_mean_of_the_shards("train_hrviton_tocg_spectral");
+}
