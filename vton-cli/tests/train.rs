@@ -178,8 +178,9 @@ fn train_errors_are_clear() {
             "--vgg",
         ),
         (
+            // tocg trains from scratch without --weights, but always needs the VGG.
             vec!["train", "tocg", "--data", "/tmp", "--out", &out],
-            "--weights",
+            "--vgg",
         ),
         (
             vec![
@@ -247,4 +248,54 @@ fn train_unet_from_a_pipeline_folder() {
     ] {
         assert!(dir.join(f).is_file(), "{f}");
     }
+}
+
+#[test]
+fn train_unet_on_two_cpu_devices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("udp").to_string_lossy().to_string();
+    let data = tiny();
+    let pipe: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "tests",
+        "fixtures",
+        "tiny_inpaint_pipeline",
+    ]
+    .iter()
+    .collect();
+    let pipe = pipe.to_string_lossy().to_string();
+    let o = vton(&[
+        "train",
+        "unet",
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--weights",
+        &pipe,
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "0",
+        "--opt",
+        "resolution=32x24",
+        "--devices",
+        "cpu,cpu",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("Unsupported"), "{}", text(&o));
+    let dir = Path::new(&out).join("checkpoints/step_1");
+    for f in ["unet.safetensors", "optimizer.safetensors", "state.json"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let log = std::fs::read_to_string(Path::new(&out).join("log.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["losses"]["loss"].as_f64().is_some_and(f64::is_finite)),
+        "a finite loss is logged"
+    );
 }
