@@ -406,7 +406,17 @@ impl Checkpoint {
                 count: 1,
                 keys: key.to_string(),
             })?;
-        let n: usize = e.shape.iter().product();
+        // A pickle's shape is not checked against its storage when it is opened.
+        let n = e
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                checkpoint_err(
+                    &e.file,
+                    format!("{key}: shape {:?} has too many elements", e.shape),
+                )
+            })?;
         let values = match &e.source {
             Source::File {
                 file,
@@ -436,7 +446,7 @@ impl Checkpoint {
 }
 
 fn chunks<const N: usize>(bytes: &[u8], n: usize, what: &str) -> Result<Vec<[u8; N]>, String> {
-    if bytes.len() != n * N {
+    if n.checked_mul(N) != Some(bytes.len()) {
         return Err(format!(
             "{} bytes of {what} data for {n} elements",
             bytes.len()

@@ -48,6 +48,72 @@ pub const HRVITON_GROUPS: [(&str, &[u8]); 13] = [
     ("noise", &[3, 11]),
 ];
 
+/// The largest decoded label map [`decode_label_png`] accepts, in bytes (64 MiB: 64 Mi
+/// grey pixels, 85 times a 1024x768 VITON-HD map).
+pub const MAX_LABEL_PNG_BYTES: usize = 64 << 20;
+
+/// Deflate expands at most 1032-fold, so a PNG's pixels cannot outweigh its file by more
+/// (filter bytes only add to the compressed stream).
+const DEFLATE_MAX_RATIO: usize = 1032;
+
+/// Decodes an 8-bit palette, grey or grey+alpha PNG to one label per pixel (palette
+/// indices or grey values, as `np.array(Image.open(p))` gives them): `(width, height,
+/// labels)`. The size the header claims is checked before anything is allocated for the
+/// pixels: at most [`MAX_LABEL_PNG_BYTES`], and no more than the file's compressed data
+/// could hold.
+pub fn decode_label_png(bytes: &[u8], what: &str) -> Result<(usize, usize, Vec<u8>)> {
+    let img_err = |m: String| VtonError::Image {
+        what: what.to_string(),
+        message: m,
+    };
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| img_err(format!("not a readable PNG: {e}")))?;
+    let (width, height) = reader.info().size();
+    let size = reader
+        .output_buffer_size()
+        .filter(|&n| n <= MAX_LABEL_PNG_BYTES)
+        .ok_or_else(|| {
+            img_err(format!(
+                "PNG of {width}x{height} pixels is larger than the {MAX_LABEL_PNG_BYTES} bytes \
+                 a label map may decode to"
+            ))
+        })?;
+    if size / DEFLATE_MAX_RATIO > bytes.len() {
+        return Err(img_err(format!(
+            "PNG header claims {width}x{height} pixels, more than its {} bytes can hold \
+             (truncated or corrupt)",
+            bytes.len()
+        )));
+    }
+    let mut buf = vec![0u8; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| img_err(e.to_string()))?;
+    if info.bit_depth != png::BitDepth::Eight {
+        return Err(img_err(format!(
+            "label maps must be 8-bit, got {:?}",
+            info.bit_depth
+        )));
+    }
+    let channels = match info.color_type {
+        png::ColorType::Indexed | png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        other => {
+            return Err(img_err(format!(
+                "label maps must be palette or grey PNGs, got {other:?}"
+            )))
+        }
+    };
+    let labels: Vec<u8> = buf[..info.buffer_size()]
+        .chunks_exact(channels)
+        .map(|c| c[0])
+        .collect();
+    Ok((info.width as usize, info.height as usize, labels))
+}
+
 /// A label map: one `u8` label per pixel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseMap {
@@ -61,10 +127,11 @@ pub struct ParseMap {
 impl ParseMap {
     /// From raw labels, checked against the scheme size.
     pub fn new(width: usize, height: usize, labels: Vec<u8>, num_labels: u8) -> Result<Self> {
-        if width == 0 || height == 0 || labels.len() != width * height {
+        let n = width.checked_mul(height);
+        if width == 0 || height == 0 || n != Some(labels.len()) {
             return Err(VtonError::SizeMismatch {
                 what: "parse map".into(),
-                expected: format!("{} labels ({width}x{height})", width * height),
+                expected: format!("{width}x{height} labels"),
                 actual: labels.len().to_string(),
             });
         }
@@ -85,46 +152,18 @@ impl ParseMap {
     /// Reads a LIP-scheme label PNG (palette indices or grey values are the labels).
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
-        let what = path.display().to_string();
-        let img_err = |m: String| VtonError::Image {
-            what: what.clone(),
-            message: m,
-        };
-        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-        decoder.set_transformations(png::Transformations::IDENTITY);
-        let mut reader = decoder
-            .read_info()
-            .map_err(|e| img_err(format!("not a readable PNG: {e}")))?;
-        let size = reader
-            .output_buffer_size()
-            .ok_or_else(|| img_err("PNG too large".into()))?;
-        let mut buf = vec![0u8; size];
-        let info = reader
-            .next_frame(&mut buf)
-            .map_err(|e| img_err(e.to_string()))?;
-        if info.bit_depth != png::BitDepth::Eight {
-            return Err(img_err(format!(
-                "label maps must be 8-bit, got {:?}",
-                info.bit_depth
-            )));
-        }
-        let channels = match info.color_type {
-            png::ColorType::Indexed | png::ColorType::Grayscale => 1,
-            png::ColorType::GrayscaleAlpha => 2,
-            other => {
-                return Err(img_err(format!(
-                    "label maps must be palette or grey PNGs, got {other:?}"
-                )))
-            }
-        };
-        let (w, h) = (info.width as usize, info.height as usize);
-        let labels: Vec<u8> = buf[..info.buffer_size()]
-            .chunks_exact(channels)
-            .map(|c| c[0])
-            .collect();
+        let bytes = std::fs::read(path).map_err(|e| VtonError::io(path, e))?;
+        Self::from_png_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// [`ParseMap::read`] of a PNG held in memory; `what` names it in messages.
+    pub fn from_png_bytes(bytes: &[u8], what: &str) -> Result<Self> {
+        let (w, h, labels) = decode_label_png(bytes, what)?;
         ParseMap::new(w, h, labels, 20).map_err(|e| match e {
-            VtonError::InvalidArgument { message, .. } => img_err(message),
+            VtonError::InvalidArgument { message, .. } => VtonError::Image {
+                what: what.to_string(),
+                message,
+            },
             other => other,
         })
     }

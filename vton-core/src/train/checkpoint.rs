@@ -1083,13 +1083,24 @@ pub fn load_safetensors(
 ) -> Result<(BTreeMap<String, StateTensor>, BTreeMap<String, String>)> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| VtonError::io(path, e))?;
+    load_safetensors_bytes(path, &bytes)
+}
+
+/// [`load_safetensors`] of a file's bytes held in memory; `path` names it in messages.
+/// Every tensor's extent is checked against `bytes` before it is copied, so nothing is
+/// allocated beyond the input's size.
+pub fn load_safetensors_bytes(
+    path: impl AsRef<Path>,
+    bytes: &[u8],
+) -> Result<(BTreeMap<String, StateTensor>, BTreeMap<String, String>)> {
+    let path = path.as_ref();
     let bad = |m: String| VtonError::Checkpoint {
         path: path.to_path_buf(),
         message: m,
     };
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.iter() {
@@ -1200,6 +1211,22 @@ fn check_name(what: &str, name: &str) -> Result<()> {
             format!(
                 "{name:?}: names must be non-empty [A-Za-z0-9_-] and not \"optimizer\" or \"state\""
             ),
+        ))
+    }
+}
+
+/// A file `state.json` names must be a plain name in the checkpoint folder.
+fn check_file_name(state_path: &Path, field: &str, name: &str) -> Result<()> {
+    let mut parts = Path::new(name).components();
+    let plain = matches!(parts.next(), Some(std::path::Component::Normal(_)))
+        && parts.next().is_none()
+        && !name.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(())
+    } else {
+        Err(json_err(
+            state_path,
+            format!("{field}: {name:?} is not a file name in the checkpoint folder"),
         ))
     }
 }
@@ -1324,9 +1351,26 @@ impl TrainingState {
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let state_path = dir.join(STATE_FILE);
-        let text =
-            std::fs::read_to_string(&state_path).map_err(|e| VtonError::io(&state_path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| json_err(&state_path, e))?;
+        let text = std::fs::read(&state_path).map_err(|e| VtonError::io(&state_path, e))?;
+        Self::from_bytes(dir, &text, |name| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| VtonError::io(&p, e))
+        })
+    }
+
+    /// [`TrainingState::load`] of files held in memory: the bytes of `state.json`, and
+    /// `file`, which returns the bytes of a file of the folder by name
+    /// (`optimizer.safetensors` and the `<model>.safetensors` that `state.json` lists;
+    /// each name is checked to be a plain file name first, so a crafted `state.json`
+    /// cannot reach outside the folder). `dir` names the folder in messages.
+    pub fn from_bytes(
+        dir: impl AsRef<Path>,
+        state_json: &[u8],
+        mut file: impl FnMut(&str) -> Result<Vec<u8>>,
+    ) -> Result<Self> {
+        let dir = dir.as_ref();
+        let state_path = dir.join(STATE_FILE);
+        let v: Value = serde_json::from_slice(state_json).map_err(|e| json_err(&state_path, e))?;
         if v.get("format").and_then(Value::as_str) != Some(STATE_FORMAT) {
             return Err(json_err(&state_path, format!("not a {STATE_FORMAT} file")));
         }
@@ -1352,16 +1396,18 @@ impl TrainingState {
         if let Some(m) = v.get("models").and_then(Value::as_object) {
             for (name, entry) in m {
                 check_name("model name", name)?;
-                let file = entry
+                let fname = entry
                     .get("safetensors")
                     .and_then(Value::as_str)
                     .ok_or_else(|| json_err(&state_path, format!("models.{name}: no file")))?;
-                let (sd, _) = load_safetensors(dir.join(file))?;
+                check_file_name(&state_path, &format!("models.{name}.safetensors"), fname)?;
+                let (sd, _) = load_safetensors_bytes(dir.join(fname), &file(fname)?)?;
                 models.insert(name.clone(), sd);
             }
         }
 
-        let (mut opt_tensors, _) = load_safetensors(dir.join(OPTIMIZER_FILE))?;
+        let (mut opt_tensors, _) =
+            load_safetensors_bytes(dir.join(OPTIMIZER_FILE), &file(OPTIMIZER_FILE)?)?;
         let mut optimizers = BTreeMap::new();
         if let Some(o) = v.get("optimizers").and_then(Value::as_object) {
             for (name, entry) in o {

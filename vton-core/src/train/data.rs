@@ -299,7 +299,18 @@ impl DataLayout {
 }
 
 fn read_pairs(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| VtonError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| VtonError::io(path, e))?;
+    parse_pairs(&bytes, &path.display().to_string())
+}
+
+/// Parses a pair list (`train_pairs.txt`): one `person cloth` pair of file names per
+/// line, separated by white space; blank lines are skipped. `what` names the list in
+/// messages. Names are relative to the dataset's folders: an absolute path or a `..`
+/// component (a name reaching outside the dataset) is refused, as is a list with no pair
+/// or a file that is not UTF-8.
+pub fn parse_pairs(bytes: &[u8], what: &str) -> Result<Vec<(String, String)>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| VtonError::invalid(what, format!("the pairs file is not UTF-8 text: {e}")))?;
     let mut pairs = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -309,17 +320,31 @@ fn read_pairs(path: &Path) -> Result<Vec<(String, String)>> {
         let parts: Vec<&str> = line.split_whitespace().collect();
         if parts.len() != 2 {
             return Err(VtonError::invalid(
-                path.display().to_string(),
+                what,
                 format!("line {}: expected \"person cloth\", got {line:?}", i + 1),
             ));
+        }
+        for name in &parts {
+            let p = Path::new(name);
+            let escapes = p.is_absolute()
+                || p.components().any(|c| {
+                    use std::path::Component as C;
+                    matches!(c, C::ParentDir | C::RootDir | C::Prefix(_))
+                });
+            if escapes {
+                return Err(VtonError::invalid(
+                    what,
+                    format!(
+                        "line {}: {name:?} is not a file name inside the dataset folders",
+                        i + 1
+                    ),
+                ));
+            }
         }
         pairs.push((parts[0].to_string(), parts[1].to_string()));
     }
     if pairs.is_empty() {
-        return Err(VtonError::invalid(
-            path.display().to_string(),
-            "the pairs file lists no pair",
-        ));
+        return Err(VtonError::invalid(what, "the pairs file lists no pair"));
     }
     Ok(pairs)
 }
@@ -417,47 +442,15 @@ fn decode(path: &Path, channels: usize) -> Result<U8Image> {
     })
 }
 
-/// A label PNG: palette indices or grey values (as `np.array(Image.open(p))`).
+/// A label PNG: palette indices or grey values (as `np.array(Image.open(p))`), decoded
+/// by [`crate::io::parse::decode_label_png`] (which bounds the size before allocating).
 fn read_labels(path: &Path) -> Result<U8Image> {
-    let file = std::fs::File::open(path).map_err(|e| VtonError::io(path, e))?;
-    let err = |m: String| VtonError::Image {
-        what: path.display().to_string(),
-        message: m,
-    };
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-    decoder.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| err(format!("not a readable PNG: {e}")))?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| err("PNG too large".into()))?;
-    let mut buf = vec![0u8; size];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| err(e.to_string()))?;
-    if info.bit_depth != png::BitDepth::Eight {
-        return Err(err(format!(
-            "label maps must be 8-bit, got {:?}",
-            info.bit_depth
-        )));
-    }
-    let step = match info.color_type {
-        png::ColorType::Indexed | png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        other => {
-            return Err(err(format!(
-                "label maps must be palette or grey PNGs, got {other:?}"
-            )))
-        }
-    };
-    let data: Vec<u8> = buf[..info.buffer_size()]
-        .chunks_exact(step)
-        .map(|c| c[0])
-        .collect();
+    let bytes = std::fs::read(path).map_err(|e| VtonError::io(path, e))?;
+    let (width, height, data) =
+        crate::io::parse::decode_label_png(&bytes, &path.display().to_string())?;
     Ok(U8Image {
-        width: info.width as usize,
-        height: info.height as usize,
+        width,
+        height,
         channels: 1,
         data,
     })
@@ -666,13 +659,20 @@ fn check_size(path: &Path, img: &U8Image, width: usize, height: usize) -> Result
 /// `people[0]`'s keypoints as `(x, y)` rows, from `pose_keypoints_2d` (or the old
 /// OpenPose key `pose_keypoints` CP-VTON's files use).
 fn read_pose_rows(path: &Path) -> Result<Vec<[f32; 2]>> {
-    let text = std::fs::read_to_string(path).map_err(|e| VtonError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| VtonError::io(path, e))?;
+    parse_pose_rows(&bytes, &path.display().to_string())
+}
+
+/// The keypoints of an OpenPose JSON document held in memory (`what` names it in
+/// messages), as the dataset classes read them: `people[0]`'s keypoints as `(x, y)` rows, from `pose_keypoints_2d` (or the old
+/// OpenPose key `pose_keypoints`); any number of whole `x, y, c` triples.
+pub fn parse_pose_rows(bytes: &[u8], what: &str) -> Result<Vec<[f32; 2]>> {
     let json_err = |m: String| VtonError::Json {
-        what: path.display().to_string(),
+        what: what.to_string(),
         message: m,
     };
     let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| json_err(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| json_err(e.to_string()))?;
     let person = doc
         .get("people")
         .and_then(|p| p.as_array())
