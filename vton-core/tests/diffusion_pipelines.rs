@@ -303,3 +303,73 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// A fine-tuned U-Net in place of the pipeline's (`vton try-on --unet`): a `vton train
+/// unet` checkpoint file (diffusers keys, written by the trainer's checkpoint code) is read
+/// with the pipeline's U-Net config, a U-Net folder as it is; an incomplete file and a
+/// missing path are typed errors.
+#[test]
+fn a_fine_tuned_unet_replaces_the_pipelines_own() {
+    use std::collections::BTreeMap;
+    use vton_core::pipelines::diffusion::{load_unet, DiffusionParts};
+    use vton_core::train::checkpoint::{save_safetensors, StateTensor};
+    use vton_core::train::diffusion::{UNetTrainOptions, UNetTrainer};
+    let dev = test_device();
+    let base = base();
+    let trainer = UNetTrainer::from_pretrained(&base, UNetTrainOptions::default(), &dev).unwrap();
+    let mut sd = trainer.state_dict().unwrap();
+    // Shift conv_in's weight: the loaded model must carry the file's values, not the base's.
+    let w = sd.get_mut("conv_in.weight").expect("conv_in.weight");
+    for v in &mut w.data {
+        *v += 0.25;
+    }
+    let expected = w.data.clone();
+    let tensors: BTreeMap<String, StateTensor> = sd
+        .iter()
+        .map(|(k, v)| (k.clone(), StateTensor::from_host(v).unwrap()))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let file = dir.join("unet.safetensors");
+    save_safetensors(&file, &tensors, &BTreeMap::new()).unwrap();
+
+    let parts = DiffusionParts::from_pretrained_with_unet(&base, Some(&file), &dev).unwrap();
+    let got: Vec<f32> = values(parts.unet.conv_in.weight.val());
+    let base_parts = DiffusionParts::from_pretrained(&base, &dev).unwrap();
+    let orig: Vec<f32> = values(base_parts.unet.conv_in.weight.val());
+    // burn's conv weight layout equals PyTorch's [out, in, kh, kw]: compare element-wise.
+    assert_eq!(got.len(), expected.len());
+    let max_err = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max_err == 0.0,
+        "loaded conv_in differs from the file by {max_err}"
+    );
+    let moved = got
+        .iter()
+        .zip(&orig)
+        .map(|(a, b)| (a - b).abs())
+        .fold(f32::INFINITY, f32::min);
+    assert!(
+        (moved - 0.25).abs() < 1e-6,
+        "expected every weight shifted by 0.25, min shift {moved}"
+    );
+
+    // A U-Net folder loads as it is.
+    let u = load_unet(&base.join("unet"), &base.join("unet"), &dev).unwrap();
+    assert_eq!(u.config, base_parts.unet.config);
+
+    // Missing tensors: refused, not silently taken from somewhere.
+    let mut partial = tensors.clone();
+    partial.remove("conv_in.weight");
+    let pfile = dir.join("partial.safetensors");
+    save_safetensors(&pfile, &partial, &BTreeMap::new()).unwrap();
+    assert!(DiffusionParts::from_pretrained_with_unet(&base, Some(&pfile), &dev).is_err());
+    assert!(matches!(
+        load_unet(&base.join("unet"), &dir.join("nope.safetensors"), &dev),
+        Err(VtonError::FileNotFound { .. })
+    ));
+}

@@ -91,10 +91,24 @@ pub struct DiffusionParts {
 impl DiffusionParts {
     /// Loads `vae/`, `unet/` and `scheduler/` from a diffusers pipeline folder.
     pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with_unet(path, None, device)
+    }
+
+    /// [`DiffusionParts::from_pretrained`] with another U-Net in place of the folder's
+    /// `unet/` (diffusers' `Pipeline.from_pretrained(base, unet=...)`): see [`load_unet`].
+    pub fn from_pretrained_with_unet(
+        path: impl AsRef<Path>,
+        unet: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
         let path = path.as_ref();
+        let unet = match unet {
+            Some(u) => load_unet(&path.join("unet"), u, device)?,
+            None => UNet2DConditionModel::from_pretrained(path.join("unet"), device)?,
+        };
         let parts = DiffusionParts {
             vae: AutoencoderKL::from_pretrained(path.join("vae"), device)?,
-            unet: UNet2DConditionModel::from_pretrained(path.join("unet"), device)?,
+            unet,
             scheduler: scheduler_from_pretrained(path.join("scheduler"))?,
             device: device.clone(),
         };
@@ -260,10 +274,24 @@ impl CatVTONPipeline {
         attn_checkpoint: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_pretrained_with_unet(base, None, attn_checkpoint, device)
+    }
+
+    /// [`CatVTONPipeline::from_pretrained`] with another U-Net in place of the folder's
+    /// (see [`load_unet`]); an attention checkpoint, when given too, goes on top of it.
+    pub fn from_pretrained_with_unet(
+        base: impl AsRef<Path>,
+        unet: Option<&Path>,
+        attn_checkpoint: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
         let base = base.as_ref();
-        let mut parts = DiffusionParts::from_pretrained(base, device)?;
+        let mut parts = DiffusionParts::from_pretrained_with_unet(base, unet, device)?;
         if let Some(a) = attn_checkpoint {
-            parts.unet = load_catvton_attention(&base.join("unet"), a, device)?;
+            parts.unet = match unet {
+                Some(u) => load_catvton_attention_onto(&base.join("unet"), u, a, device)?,
+                None => load_catvton_attention(&base.join("unet"), a, device)?,
+            };
             parts.check()?;
         }
         Ok(CatVTONPipeline {
@@ -328,6 +356,26 @@ impl CatVTONPipeline {
     }
 }
 
+/// A U-Net to use instead of a pipeline's own: a diffusers U-Net folder (`config.json`
+/// + `diffusion_pytorch_model.*`), or one weights file under diffusers' keys (a
+/// `vton train unet` checkpoint's `unet.safetensors` / `unet.pth`, a fine-tuned
+/// `diffusion_pytorch_model.safetensors`) read with the config of the pipeline's
+/// `unet_dir`. Every tensor must be present (no partial load).
+pub fn load_unet(unet_dir: &Path, unet: &Path, device: &Device) -> Result<UNet2DConditionModel> {
+    if unet.is_dir() {
+        return UNet2DConditionModel::from_pretrained(unet, device);
+    }
+    if !unet.is_file() {
+        return Err(VtonError::FileNotFound {
+            path: unet.to_path_buf(),
+        });
+    }
+    let config: crate::models::UNet2DConditionConfig =
+        crate::models::pretrained::read_config(&unet_dir.join("config.json"))?;
+    let ck = Checkpoint::open(unet)?;
+    Ok(UNet2DConditionModel::load(&config, &ck, device, false)?.0)
+}
+
 /// Loads a U-Net folder and puts CatVTON's attention weights on it.
 ///
 /// CatVTON publishes only its self-attention layers (`<version>/attention/model.safetensors`,
@@ -353,6 +401,27 @@ pub fn load_catvton_attention(
     let mapped = map_catvton_keys(&ck, &paths, &attn_file)?;
     let merged = base.overlay(mapped);
     Ok(UNet2DConditionModel::load(&config, &merged, device, false)?.0)
+}
+
+/// [`load_catvton_attention`] on another U-Net than the pipeline's (see [`load_unet`]).
+fn load_catvton_attention_onto(
+    unet_dir: &Path,
+    unet: &Path,
+    attn: &Path,
+    device: &Device,
+) -> Result<UNet2DConditionModel> {
+    let (config, base): (crate::models::UNet2DConditionConfig, Checkpoint) = if unet.is_dir() {
+        crate::models::pretrained::pretrained(unet, "unet")?
+    } else {
+        (
+            crate::models::pretrained::read_config(&unet_dir.join("config.json"))?,
+            Checkpoint::open(unet)?,
+        )
+    };
+    let attn_file = find_attention_file(attn)?;
+    let ck = Checkpoint::open(&attn_file)?;
+    let mapped = map_catvton_keys(&ck, &attn1_paths(&config), &attn_file)?;
+    Ok(UNet2DConditionModel::load(&config, &base.overlay(mapped), device, false)?.0)
 }
 
 fn find_attention_file(p: &Path) -> Result<std::path::PathBuf> {
@@ -620,12 +689,22 @@ impl DiffusionTryOn {
         attn_checkpoint: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_with_unet(method, weights, None, attn_checkpoint, device)
+    }
+
+    /// [`DiffusionTryOn::load`] with another U-Net in place of the folder's `unet/`
+    /// (a fine-tuned one: see [`load_unet`]).
+    pub fn load_with_unet(
+        method: DiffusionMethod,
+        weights: &Path,
+        unet: Option<&Path>,
+        attn_checkpoint: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(match method {
-            DiffusionMethod::CatVTON => DiffusionTryOn::CatVTON(CatVTONPipeline::from_pretrained(
-                weights,
-                attn_checkpoint,
-                device,
-            )?),
+            DiffusionMethod::CatVTON => DiffusionTryOn::CatVTON(
+                CatVTONPipeline::from_pretrained_with_unet(weights, unet, attn_checkpoint, device)?,
+            ),
             DiffusionMethod::Inpaint => {
                 if attn_checkpoint.is_some() {
                     return Err(VtonError::invalid(
@@ -633,7 +712,9 @@ impl DiffusionTryOn {
                         "only the catvton method loads an attention checkpoint",
                     ));
                 }
-                DiffusionTryOn::Inpaint(InpaintTryOnPipeline::from_pretrained(weights, device)?)
+                DiffusionTryOn::Inpaint(InpaintTryOnPipeline {
+                    parts: DiffusionParts::from_pretrained_with_unet(weights, unet, device)?,
+                })
             }
         })
     }
