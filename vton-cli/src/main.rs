@@ -16,6 +16,7 @@ mod diffusion;
 mod eval;
 mod gan;
 mod preprocess;
+mod serve;
 mod train;
 
 #[derive(Parser)]
@@ -44,6 +45,8 @@ enum Command {
     /// Train GMM, TOM (CP-VTON+), the HR-VITON condition generator or a diffusion U-Net
     /// as the original scripts do, with checkpoints, resume and validation.
     Train(train::TrainArgs),
+    /// Serve try-on over HTTP (REST API: health, try-on, OpenAPI, Prometheus metrics).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -304,6 +307,7 @@ fn main() -> ExitCode {
         Command::Preprocess(args) => preprocess::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run_train(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
