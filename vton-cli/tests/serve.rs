@@ -515,3 +515,20 @@ fn queue_full_429_then_sigterm_finishes_in_flight() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn timeout_504_frees_the_place() {
+    let s = Server::start(&["--workers", "1", "--queue", "0", "--timeout", "2"]);
+    s.wait_loaded();
+    let parts = example_parts();
+    let body = multipart(&refs(&parts));
+    // An upload that stalls past --timeout: 504 (the clock runs from admission).
+    let held = half_sent(&s.addr, &body);
+    let (status, text) = read_raw(held);
+    assert_eq!(status, 504, "{text}");
+    assert!(text.contains("\"timeout\""), "{text}");
+    // Its place is free again: a whole request gets through.
+    let r = post(&s, &refs(&parts), Some("image/png"), None);
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(metric(&s, "vton_queue_depth"), 0.0);
+}
