@@ -493,6 +493,30 @@ def test_condition_generator_trainer(tocg_files, tmp_path):
     assert_state_equal(u.state_dict("D"), t.state_dict("D"))
 
 
+def test_condition_generator_trainer_from_fresh_init(tocg_files):
+    """Without generator / discriminator: train_condition.py's initialisation, under the
+    original keys and shapes (widths from the fixture's recorded constructors)."""
+    import re
+
+    g, dis, vgg, batches, size = tocg_files
+    ctor = json.loads((TRAIN_FIX / "train_hrviton_tocg.json").read_text())["constructors"]
+    ngf = int(re.search(r"ngf=(\d+)", ctor["G"]).group(1))
+    ndf = int(re.search(r"ndf=(\d+)", ctor["D"]).group(1))
+    t = train.ConditionGeneratorTrainer(vgg=vgg, ngf=ngf, ndf=ndf, seed=3, **size)
+    sg, sd = t.state_dict("G"), t.state_dict("D")
+    assert {k: v.shape for k, v in sg.items()} == {k: v.shape for k, v in g.items()}
+    assert {k: v.shape for k, v in sd.items()} == {k: v.shape for k, v in dis.items()}
+    # Seeded: the same seed gives the same weights, another seed others.
+    same = train.ConditionGeneratorTrainer(vgg=vgg, ngf=ngf, ndf=ndf, seed=3, **size)
+    other = train.ConditionGeneratorTrainer(vgg=vgg, ngf=ngf, ndf=ndf, seed=4, **size)
+    assert_state_equal(same.state_dict("G"), sg)
+    k = next(k for k in sg if k.endswith("weight") and sg[k].size > 16)
+    assert not np.array_equal(other.state_dict("G")[k], sg[k])
+    losses = t.step(batches[0])
+    assert losses and all(np.isfinite(v) for v in losses.values())
+    assert not np.array_equal(t.state_dict("G")[k], sg[k])
+
+
 UNET_DIR = TRAIN_FIX / "train_diffusers_unet_pretrained"
 
 

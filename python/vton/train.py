@@ -193,8 +193,9 @@ class ConditionGeneratorTrainer(_Trainer):
     """HR-VITON's condition generator with its multi-scale discriminator
     (``train_condition.py``): two Adam optimisers stepped in the script's order.
 
-    ``generator`` / ``discriminator``: checkpoints or state dicts under the original keys
-    (both needed); ``vgg``: torchvision's VGG19. Batch keys: HR-VITON's dataset keys
+    ``generator`` / ``discriminator``: checkpoints or state dicts under the original keys;
+    either omitted starts from ``train_condition.py``'s initialisation (options ``ngf``,
+    default 96, and ``ndf``, default 64; ``seed``). ``vgg``: torchvision's VGG19. Batch keys: HR-VITON's dataset keys
     ``cloth``, ``cloth_mask``, ``parse_agnostic``, ``densepose``, ``parse_onehot``,
     ``parse``, ``pcm``, ``parse_cloth``. Options: ``train_condition.py``'s (``G_lr``,
     ``D_lr``, ``CElamda``, ``Ddownx2``, ``num_D``, ...). ``state_dict("G")`` is the
