@@ -36,7 +36,13 @@ pub fn run(
         size: args.size.as_deref().map(parse_size).transpose()?,
         strength: args.strength,
     };
-    let mut pipe = DiffusionTryOn::load(method, weights, args.attn_checkpoint.as_deref(), device)?;
+    let mut pipe = DiffusionTryOn::load_with_unet(
+        method,
+        weights,
+        args.unet.as_deref(),
+        args.attn_checkpoint.as_deref(),
+        device,
+    )?;
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")

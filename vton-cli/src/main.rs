@@ -113,6 +113,11 @@ struct TryOnArgs {
     /// CatVTON's attention checkpoint (file or folder), loaded on top of --weights' U-Net.
     #[arg(long)]
     attn_checkpoint: Option<PathBuf>,
+    /// catvton / inpaint: a fine-tuned U-Net in place of --weights' unet/ (a `vton train
+    /// unet` checkpoint's unet.safetensors / unet.pth, read with --weights' unet/config.json,
+    /// or a diffusers U-Net folder).
+    #[arg(long)]
+    unet: Option<PathBuf>,
     /// Denoising steps.
     #[arg(long, default_value_t = 50)]
     steps: usize,
@@ -201,6 +206,15 @@ fn try_on_gan(args: &TryOnArgs) -> Result<()> {
 }
 
 fn try_on(args: TryOnArgs) -> Result<()> {
+    if args.unet.is_some() && !matches!(args.method.as_str(), "catvton" | "inpaint") {
+        return Err(VtonError::invalid(
+            "--unet",
+            format!(
+                "only the catvton and inpaint methods take a U-Net, not {}",
+                args.method
+            ),
+        ));
+    }
     if matches!(args.method.as_str(), "cpvton" | "hrviton") {
         return try_on_gan(&args);
     }

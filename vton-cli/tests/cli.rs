@@ -172,6 +172,63 @@ fn diffusion_methods_run_on_a_pipeline_folder() {
             "{method}: result at the person's size"
         );
     }
+    // --unet: the pipeline's own U-Net weights given as a file (read with its config)
+    // give the same image as the pipeline alone; a missing file and a method without a
+    // U-Net are one-line errors.
+    let own = weights
+        .join("unet")
+        .join("diffusion_pytorch_model.safetensors");
+    let with_unet = dir.path().join("inpaint_unet.png");
+    let o = vton(
+        &[
+            "try-on",
+            "--method",
+            "inpaint",
+            "--weights",
+            w,
+            "--steps",
+            "2",
+            "--size",
+            "64x48",
+            "--seed",
+            "3",
+            "--strength",
+            "0.5",
+            "--unet",
+            own.to_str().unwrap(),
+            "--out",
+            with_unet.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        o.status.success(),
+        "--unet: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        image::open(&with_unet).unwrap().to_rgb8().into_raw(),
+        image::open(dir.path().join("inpaint.png"))
+            .unwrap()
+            .to_rgb8()
+            .into_raw(),
+        "the same U-Net through --unet gives the same image"
+    );
+    let o = vton(
+        &[
+            "try-on",
+            "--method",
+            "inpaint",
+            "--weights",
+            w,
+            "--unet",
+            "nope.safetensors",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nope.safetensors"));
+    let o = vton(&["try-on", "--unet", own.to_str().unwrap()], dir.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--unet"));
     // A missing weights folder and a bad size are one-line errors.
     let o = vton(
         &["try-on", "--method", "catvton", "--weights", "nope"],
