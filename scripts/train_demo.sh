@@ -82,11 +82,10 @@ if has unet; then
   rm -rf "$OUT/unet"
   timed unet $VTON train unet --data $DATA --out "$OUT/unet" --weights tests/fixtures/tiny_inpaint_pipeline \
     --opt mode=inpaint --opt resolution=64 --steps "$UNET_STEPS" --batch-size 2 --save-every 100 --val-every 50
-  echo "== inpainting try-on with the trained U-Net (the pipeline folder with unet/ replaced)"
-  rm -rf "$OUT/unet_pipeline" && cp -r tests/fixtures/tiny_inpaint_pipeline "$OUT/unet_pipeline"
-  cp "$(latest "$OUT/unet")/unet.safetensors" "$OUT/unet_pipeline/unet/diffusion_pytorch_model.safetensors"
+  echo "== inpainting try-on with the trained U-Net in place of the pipeline's"
   mkdir -p "$OUT/tryon_unet"
-  $VTON try-on --method inpaint --weights "$OUT/unet_pipeline" --size 64x48 --steps 20 \
+  $VTON try-on --method inpaint --weights tests/fixtures/tiny_inpaint_pipeline \
+    --unet "$(latest "$OUT/unet")/unet.safetensors" --size 64x48 --steps 20 \
     --person $DATA/test/image/00001_00.jpg --garment $DATA/test/cloth/00002_00.jpg \
     --out "$OUT/tryon_unet/00001_00_00002_00.png" --panel "$OUT/tryon_unet/panel.png"
 fi
