@@ -150,5 +150,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             device,
         })
     });
-    vton_serve::run(config, loader).map_err(|e| VtonError::invalid("serve", e.to_string()))
+    vton_serve::run(config, loader).map_err(|e| match e {
+        vton_serve::ServeError::Config { name, message } => VtonError::invalid(name, message),
+        other => VtonError::invalid("serve", other.to_string()),
+    })
 }

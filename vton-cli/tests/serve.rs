@@ -532,3 +532,22 @@ fn timeout_504_frees_the_place() {
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
     assert_eq!(metric(&s, "vton_queue_depth"), 0.0);
 }
+
+#[test]
+fn failed_model_load_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-checkpoints");
+    let out = Command::new(env!("CARGO_BIN_EXE_vton"))
+        .args(["serve", "--port", "0", "--method", "cpvton", "--weights"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("listening on http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loading the model failed"), "{stderr}");
+}
