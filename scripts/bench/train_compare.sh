@@ -64,7 +64,7 @@ Machine: $CPU, $(nproc) cores; $THREADS threads each side (RAYON_NUM_THREADS, to
 float32, 256x192 (the U-Net: latents $LATENT, the tiny U-Net of $UNET_DIR unless set); median of $STEPS steps after $WARMUP warm-up step(s) (every timed step in
 brackets); peak RSS = the process's VmHWM / ru_maxrss (model build, data and all steps).
 Reference: $TORCH running the original networks.py files. Measured $(date -u +%Y-%m-%dT%H:%MZ).
-Load = 1-minute load average before/after each side's run (the machine was not idle).
+Load = 1-minute load average before/after each side's run (the run's own 2 threads count up to 2; more means other work).
 
 | step | batch | vton s/step | PyTorch s/step | ratio (vton / PyTorch) | vton peak RSS | PyTorch peak RSS | load during vton | load during PyTorch |
 |---|---|---|---|---|---|---|---|---|
