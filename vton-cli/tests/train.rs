@@ -205,12 +205,9 @@ fn train_errors_are_clear() {
     }
 }
 
-#[test]
-fn train_unet_from_a_pipeline_folder() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("u").to_string_lossy().to_string();
-    let data = tiny();
-    let pipe: PathBuf = [
+/// The bundled tiny diffusers inpainting pipeline folder.
+fn tiny_pipeline() -> String {
+    let p: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
         "..",
         "tests",
@@ -219,7 +216,15 @@ fn train_unet_from_a_pipeline_folder() {
     ]
     .iter()
     .collect();
-    let pipe = pipe.to_string_lossy().to_string();
+    p.to_string_lossy().to_string()
+}
+
+#[test]
+fn train_unet_from_a_pipeline_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("u").to_string_lossy().to_string();
+    let data = tiny();
+    let pipe = tiny_pipeline();
     let o = vton(&[
         "train",
         "unet",
@@ -255,16 +260,7 @@ fn train_unet_on_two_cpu_devices() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("udp").to_string_lossy().to_string();
     let data = tiny();
-    let pipe: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "tests",
-        "fixtures",
-        "tiny_inpaint_pipeline",
-    ]
-    .iter()
-    .collect();
-    let pipe = pipe.to_string_lossy().to_string();
+    let pipe = tiny_pipeline();
     let o = vton(&[
         "train",
         "unet",
