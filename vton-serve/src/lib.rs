@@ -22,6 +22,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod run;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -38,13 +39,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde::Deserialize;
 use tokio::sync::{Notify, Semaphore};
-use vton_core::masks::GarmentCategory;
 
 pub use engine::{Engine, Loader, Model};
 pub use error::ApiError;
 use limits::OutputFormat;
+use run::{TryOnOptions, FIELDS, IMAGE_FIELDS};
 
 /// Every route served, `(method, path)`; the OpenAPI spec describes each (tested).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -353,95 +353,6 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// The `options` field of `/tryon`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TryOnOptions {
-    pub output_format: Option<String>,
-    pub quality: Option<u8>,
-    #[serde(default)]
-    pub return_mask: bool,
-    pub steps: Option<usize>,
-    pub guidance: Option<f32>,
-    pub seed: Option<u64>,
-    pub category: Option<String>,
-}
-
-struct Checked {
-    format: OutputFormat,
-    quality: u8,
-    return_mask: bool,
-    steps: usize,
-    guidance: f32,
-    seed: u64,
-    category: GarmentCategory,
-}
-
-impl TryOnOptions {
-    fn parse(bytes: Option<&Bytes>) -> Result<Checked, ApiError> {
-        let o: TryOnOptions = match bytes {
-            Some(b) if !b.iter().all(u8::is_ascii_whitespace) => serde_json::from_slice(b)
-                .map_err(|e| ApiError::InvalidOptions {
-                    message: e.to_string(),
-                })?,
-            _ => TryOnOptions::default(),
-        };
-        let bad = |m: String| ApiError::InvalidOptions { message: m };
-        let format = match o.output_format.as_deref().unwrap_or("png") {
-            "png" => OutputFormat::Png,
-            "jpeg" | "jpg" => OutputFormat::Jpeg,
-            f => return Err(bad(format!("output_format {f:?} is not png or jpeg"))),
-        };
-        let quality = o.quality.unwrap_or(90);
-        if !(1..=100).contains(&quality) {
-            return Err(bad(format!("quality {quality} is not in 1-100")));
-        }
-        let steps = o.steps.unwrap_or(50);
-        if !(1..=1000).contains(&steps) {
-            return Err(bad(format!("steps {steps} is not in 1-1000")));
-        }
-        let guidance = o.guidance.unwrap_or(2.5);
-        if !guidance.is_finite() || !(0.0..=100.0).contains(&guidance) {
-            return Err(bad(format!("guidance {guidance} is not in 0-100")));
-        }
-        let category = GarmentCategory::from_name(o.category.as_deref().unwrap_or("upper_body"))
-            .map_err(|e| bad(e.to_string()))?;
-        Ok(Checked {
-            format,
-            quality,
-            return_mask: o.return_mask,
-            steps,
-            guidance,
-            seed: o.seed.unwrap_or(0),
-            category,
-        })
-    }
-}
-
-/// Multipart fields `/tryon` takes; any other is refused (named).
-const FIELDS: &[&str] = &[
-    "person_image",
-    "garment_image",
-    "person_mask",
-    "garment_mask",
-    "keypoints",
-    "parse",
-    "densepose",
-    "parse_agnostic",
-    "agnostic",
-    "options",
-];
-const IMAGE_FIELDS: &[&str] = &[
-    "person_image",
-    "garment_image",
-    "person_mask",
-    "garment_mask",
-    "parse",
-    "densepose",
-    "parse_agnostic",
-    "agnostic",
-];
-
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::BodyTooLarge { limit }
@@ -573,7 +484,7 @@ async fn tryon_admitted(
             return Err(ApiError::MissingField { field: f.into() });
         }
     }
-    let opts = TryOnOptions::parse(fields.get("options"))?;
+    let opts = TryOnOptions::parse(fields.get("options").map(|b| &b[..]))?;
     let max_pixels = state.config.max_pixels;
     // Header-only checks, before anything is decoded.
     let mut input_res = (0, 0);
@@ -601,7 +512,7 @@ async fn tryon_admitted(
             let _permit = permit;
             let _admission = admission;
             let start = Instant::now();
-            let r = run_one(&engine, fields, &opts, format, max_pixels, &cancel_job);
+            let r = run::run_fields(&engine, fields, &opts, format, max_pixels, &cancel_job);
             st.last_ms
                 .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             r.map(|r| (r, start.elapsed().as_secs_f64()))
@@ -646,62 +557,6 @@ async fn tryon_admitted(
         body["mask"] = serde_json::Value::String(b64.encode(&m));
     }
     Ok(Json(body).into_response())
-}
-
-type Encoded = (Vec<u8>, Option<Vec<u8>>, (usize, usize));
-
-/// Decodes, runs and encodes one request (on a blocking thread).
-fn run_one(
-    engine: &Engine,
-    mut f: HashMap<String, Bytes>,
-    o: &Checked,
-    format: OutputFormat,
-    max_pixels: u64,
-    cancel: &AtomicBool,
-) -> Result<Encoded, ApiError> {
-    let mut take = |name: &str| f.remove(name);
-    let rgb = |name: &str, b: Option<Bytes>| {
-        b.map(|b| limits::decode_rgb(name, &b, max_pixels))
-            .transpose()
-    };
-    let mask = |name: &str, b: Option<Bytes>| {
-        b.map(|b| limits::decode_mask(name, &b, max_pixels))
-            .transpose()
-    };
-    let parse = |name: &str, b: Option<Bytes>| {
-        b.map(|b| limits::decode_parse(name, &b, max_pixels))
-            .transpose()
-    };
-    let missing = |field: &str| ApiError::MissingField {
-        field: field.into(),
-    };
-    let req = engine::Request {
-        person: rgb("person_image", take("person_image"))?
-            .ok_or_else(|| missing("person_image"))?,
-        garment: rgb("garment_image", take("garment_image"))?
-            .ok_or_else(|| missing("garment_image"))?,
-        person_mask: mask("person_mask", take("person_mask"))?,
-        garment_mask: mask("garment_mask", take("garment_mask"))?,
-        keypoints: take("keypoints")
-            .map(|b| limits::decode_keypoints("keypoints", &b))
-            .transpose()?,
-        parse: parse("parse", take("parse"))?,
-        densepose: rgb("densepose", take("densepose"))?,
-        parse_agnostic: parse("parse_agnostic", take("parse_agnostic"))?,
-        agnostic: rgb("agnostic", take("agnostic"))?,
-        category: o.category,
-        steps: o.steps,
-        guidance: o.guidance,
-        seed: o.seed,
-    };
-    let out = engine.run(req, cancel)?;
-    let image = limits::encode_rgb(&out.image, format, o.quality)?;
-    let mask = if o.return_mask {
-        Some(limits::encode_mask(&out.mask)?)
-    } else {
-        None
-    };
-    Ok((image, mask, (out.image.width, out.image.height)))
 }
 
 fn check(config: &Config) -> Result<(), ServeError> {
@@ -855,32 +710,6 @@ mod tests {
                 ..Config::default()
             };
             assert!(check(&c).is_ok(), "{h}");
-        }
-    }
-
-    #[test]
-    fn options_are_checked() {
-        let o = |s: &str| TryOnOptions::parse(Some(&Bytes::from(s.to_string())));
-        assert!(o("{}").is_ok());
-        assert!(o("").is_ok());
-        let c = o(r#"{"output_format":"jpeg","quality":70,"return_mask":true,"seed":3}"#).unwrap();
-        assert_eq!(
-            (c.format, c.quality, c.return_mask, c.seed),
-            (OutputFormat::Jpeg, 70, true, 3)
-        );
-        for bad in [
-            "{",
-            r#"{"quality":0}"#,
-            r#"{"quality":101}"#,
-            r#"{"output_format":"gif"}"#,
-            r#"{"steps":0}"#,
-            r#"{"category":"hat"}"#,
-            r#"{"colour":1}"#,
-        ] {
-            assert!(
-                matches!(o(bad), Err(ApiError::InvalidOptions { .. })),
-                "{bad}"
-            );
         }
     }
 
