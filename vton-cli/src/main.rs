@@ -16,6 +16,7 @@ mod diffusion;
 mod eval;
 mod gan;
 mod preprocess;
+mod run_batch;
 mod serve;
 mod train;
 
@@ -47,6 +48,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Serve try-on over HTTP (REST API: health, try-on, OpenAPI, Prometheus metrics).
     Serve(serve::ServeArgs),
+    /// Try on a catalogue of pairs (`PERSON GARMENT [key=PATH ...]` a line) into a
+    /// folder, resumable: the same try-on as `vton serve`, on this machine.
+    RunBatch(run_batch::RunBatchArgs),
 }
 
 #[derive(Args)]
@@ -322,6 +326,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run_train(args),
         Command::Serve(args) => serve::run(args),
+        Command::RunBatch(args) => run_batch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
