@@ -77,7 +77,7 @@ echo "== Python: wheel into a fresh virtual environment, pytest"
 rm -rf "$TARGET/venv"
 python3 -m venv "$TARGET/venv"
 "$TARGET"/venv/bin/pip install --quiet --upgrade pip
-"$TARGET"/venv/bin/pip install --quiet "maturin>=1.5,<2" pytest numpy pillow "mypy>=1.18"
+"$TARGET"/venv/bin/pip install --quiet "maturin>=1.5,<2" pytest numpy pillow "mypy>=1.18" "ray[data]==2.60.0" schemathesis==4.32.5
 rm -rf "$TARGET/wheels"
 "$TARGET"/venv/bin/maturin build --release --quiet -o "$TARGET/wheels"
 "$TARGET"/venv/bin/pip install --quiet --force-reinstall --no-deps "$TARGET"/wheels/vton-*.whl
