@@ -60,6 +60,16 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("server shutting down")]
     ShuttingDown,
+    /// No job, file or result with this id.
+    #[error("no {kind} {id:?}")]
+    UnknownId { kind: &'static str, id: String },
+    /// The resource exists but is not in a state for this (a result not finished yet, a
+    /// finished job cancelled).
+    #[error("{message}")]
+    Conflict { message: String },
+    /// The job routes need `vton serve --data-dir DIR`.
+    #[error("batch jobs are not enabled: start the server with --data-dir DIR")]
+    BatchDisabled,
     /// A bug or an internal failure (a panic is caught into this).
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -80,7 +90,8 @@ impl ApiError {
             QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ModelLoading | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            NotFound { .. } => StatusCode::NOT_FOUND,
+            NotFound { .. } | UnknownId { .. } | BatchDisabled => StatusCode::NOT_FOUND,
+            Conflict { .. } => StatusCode::CONFLICT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +114,9 @@ impl ApiError {
             ShuttingDown => "shutting_down",
             Timeout { .. } => "timeout",
             NotFound { .. } => "not_found",
+            UnknownId { .. } => "unknown_id",
+            Conflict { .. } => "conflict",
+            BatchDisabled => "batch_disabled",
             MethodNotAllowed => "method_not_allowed",
             Internal { .. } => "internal",
         }
@@ -123,6 +137,9 @@ impl ApiError {
         "shutting_down",
         "timeout",
         "not_found",
+        "unknown_id",
+        "conflict",
+        "batch_disabled",
         "method_not_allowed",
         "internal",
     ];
@@ -224,6 +241,14 @@ mod tests {
             ApiError::ShuttingDown,
             ApiError::Timeout { seconds: 1.0 },
             ApiError::NotFound { path: "/".into() },
+            ApiError::UnknownId {
+                kind: "job",
+                id: "x".into(),
+            },
+            ApiError::Conflict {
+                message: "m".into(),
+            },
+            ApiError::BatchDisabled,
             ApiError::MethodNotAllowed,
             ApiError::Internal {
                 message: "m".into(),

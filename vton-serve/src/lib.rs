@@ -14,15 +14,18 @@
 //! - A panic in a handler is caught into a 500 JSON answer; SIGTERM / Ctrl-C stop
 //!   accepting, finish the requests in flight, then [`run`] returns.
 //!
-//! The job routes (`/api/v1/files`, `/api/v1/batch`, `/api/v1/jobs/...`) come with the
-//! durable job store in a later phase; `Config::data_dir` is where they will keep it.
+//! - Batch jobs (`/api/v1/files`, `/api/v1/batch`, `/api/v1/jobs/...`, module [`jobs`])
+//!   keep their state in a durable SQLite store in `Config::data_dir` (module [`store`]):
+//!   a `kill -9` loses no finished result, and the next start continues the jobs.
 
 pub mod engine;
 pub mod error;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod run;
+pub mod store;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -52,6 +55,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/tryon"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/metrics"),
+    ("POST", "/api/v1/files"),
+    ("POST", "/api/v1/batch"),
+    ("GET", "/api/v1/jobs/{id}"),
+    ("DELETE", "/api/v1/jobs/{id}"),
+    ("GET", "/api/v1/jobs/{id}/results/{index}"),
 ];
 
 /// The server's settings (`vton serve`'s flags).
@@ -69,7 +77,7 @@ pub struct Config {
     pub max_pixels: u64,
     pub timeout: Option<Duration>,
     pub api_key: Option<String>,
-    /// Where the batch phase keeps its job store and files (accepted, unused so far).
+    /// Where batch jobs keep their store, uploads and results (`None`: no batch jobs).
     pub data_dir: Option<PathBuf>,
 }
 
@@ -107,6 +115,8 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error("loading the model failed: {0}")]
     Load(String),
+    #[error("cannot open the job store in {dir}: {message}")]
+    Store { dir: String, message: String },
 }
 
 /// Shared state of the running server.
@@ -114,6 +124,10 @@ pub struct AppState {
     config: Config,
     engine: OnceLock<Arc<Engine>>,
     workers: Arc<Semaphore>,
+    /// The job store (with `--data-dir`).
+    store: Option<Arc<store::Store>>,
+    /// Wakes the batch dispatcher when a job is submitted.
+    batch_wake: Notify,
     admitted: AtomicUsize,
     metrics: metrics::Metrics,
     /// Last try-on's processing time, ms, for Retry-After.
@@ -123,7 +137,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn new(config: Config) -> Self {
+    fn new(config: Config, store: Option<Arc<store::Store>>) -> Self {
         let id_prefix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
@@ -132,6 +146,8 @@ impl AppState {
             workers: Arc::new(Semaphore::new(config.workers.max(1))),
             config,
             engine: OnceLock::new(),
+            store,
+            batch_wake: Notify::new(),
             admitted: AtomicUsize::new(0),
             metrics: metrics::Metrics::default(),
             last_ms: AtomicU64::new(1000),
@@ -202,6 +218,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(ROUTES[1].1, post(tryon))
         .route(ROUTES[2].1, get(openapi_json))
         .route(ROUTES[3].1, get(metrics_text))
+        .route(ROUTES[4].1, post(jobs::upload))
+        .route(ROUTES[5].1, post(jobs::submit))
+        .route(ROUTES[6].1, get(jobs::get_job).delete(jobs::cancel_job))
+        .route(ROUTES[8].1, get(jobs::get_result))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body))
@@ -301,7 +321,7 @@ async fn drain(mut body: Body, limit: usize) {
 }
 
 /// An early answer to a request whose body has not been read.
-async fn reject(req: Request, limit: usize, e: ApiError) -> Response {
+pub(crate) async fn reject(req: Request, limit: usize, e: ApiError) -> Response {
     drain(req.into_body(), limit).await;
     e.into_response()
 }
@@ -343,17 +363,27 @@ async fn openapi_json() -> Json<serde_json::Value> {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let mut text = state.metrics.render();
+    if let Some(store) = state.store.clone() {
+        let counts = tokio::task::spawn_blocking(move || store.jobs_by_status()).await;
+        if let Ok(Ok(counts)) = counts {
+            metrics::render_jobs(&mut text, &counts, jobs::RUNNING.load(Ordering::Relaxed));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+pub(crate) fn multipart_error(
+    e: axum::extract::multipart::MultipartError,
+    limit: usize,
+) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::BodyTooLarge { limit }
     } else {
@@ -620,6 +650,23 @@ pub fn run(config: Config, loader: Loader) -> Result<(), ServeError> {
 }
 
 async fn serve(config: Config, loader: Loader) -> Result<(), ServeError> {
+    // The job store first: a store that cannot be opened stops the start, before listening.
+    let store = match &config.data_dir {
+        Some(dir) => {
+            let d = dir.clone();
+            let opened = tokio::task::spawn_blocking(move || store::Store::open(&d))
+                .await
+                .map_err(|e| ServeError::Store {
+                    dir: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            Some(Arc::new(opened.map_err(|e| ServeError::Store {
+                dir: dir.display().to_string(),
+                message: e.to_string(),
+            })?))
+        }
+        None => None,
+    };
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -634,7 +681,7 @@ async fn serve(config: Config, loader: Loader) -> Result<(), ServeError> {
         let _ = writeln!(out, "listening on http://{local}");
         let _ = out.flush();
     }
-    let state = Arc::new(AppState::new(config));
+    let state = Arc::new(AppState::new(config, store));
     let failed = Arc::new(Notify::new());
     let load_error: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     {
@@ -659,7 +706,9 @@ async fn serve(config: Config, loader: Loader) -> Result<(), ServeError> {
             }
         });
     }
-    let app = app(state);
+    let stop_batch = Arc::new(AtomicBool::new(false));
+    let dispatcher = tokio::spawn(jobs::dispatcher(state.clone(), stop_batch.clone()));
+    let app = app(state.clone());
     let shutdown = async move {
         let ctrl_c = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -681,10 +730,20 @@ async fn serve(config: Config, loader: Loader) -> Result<(), ServeError> {
             _ = failed.notified() => {}
         }
     };
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(ServeError::Serve)?;
+        .map_err(ServeError::Serve);
+    // Batch pairs running finish (bounded by --timeout, else a minute); the rest stay in
+    // the store for the next start.
+    stop_batch.store(true, Ordering::Relaxed);
+    let _ = dispatcher.await;
+    let wait = state.config.timeout.unwrap_or(Duration::from_secs(60));
+    let t = Instant::now();
+    while jobs::RUNNING.load(Ordering::SeqCst) > 0 && t.elapsed() < wait {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    served?;
     match load_error.get() {
         Some(e) => Err(ServeError::Load(e.clone())),
         None => Ok(()),

@@ -130,6 +130,21 @@ impl Metrics {
     }
 }
 
+/// Appends the batch gauges: jobs by status and pairs running.
+pub fn render_jobs(s: &mut String, jobs: &[(&str, i64)], pairs_running: usize) {
+    let _ = writeln!(
+        s,
+        "# HELP vton_jobs Batch jobs by status.\n# TYPE vton_jobs gauge"
+    );
+    for (state, n) in jobs {
+        let _ = writeln!(s, "vton_jobs{{state=\"{}\"}} {n}", escape(state));
+    }
+    let _ = writeln!(
+        s,
+        "# HELP vton_batch_pairs_running Batch pairs running on a worker.\n# TYPE vton_batch_pairs_running gauge\nvton_batch_pairs_running {pairs_running}"
+    );
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
