@@ -84,5 +84,6 @@ rm -rf "$TARGET/wheels"
 (cd "$TARGET" && venv/bin/python -m pytest -q "$ROOT/python/tests")
 echo "== Python: stubs match the runtime module (mypy stubtest)"
 (cd "$TARGET" && venv/bin/python -m mypy.stubtest vton)
+echo "== vton serve: schemathesis from the OpenAPI spec (no 5xx but 503/504, healthy after)"; "$TARGET"/venv/bin/python scripts/serve_fuzz.py "$REL/vton"
 
 echo "== all tests passed"
