@@ -8,164 +8,28 @@
 //! and "SIGTERM while a request is in flight" deterministic, with no test-only code in
 //! the server.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("examples")
-}
-
-fn read(p: &str) -> Vec<u8> {
-    std::fs::read(examples().join(p)).unwrap()
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vton"))
-            .args(["serve", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn health(&self) -> serde_json::Value {
-        let r = ureq::get(&self.url("/api/v1/health")).call().unwrap();
-        assert_eq!(r.status(), 200);
-        serde_json::from_str(&r.into_string().unwrap()).unwrap()
-    }
-
-    fn wait_loaded(&self) {
-        let t = Instant::now();
-        while !self.health()["model_loaded"].as_bool().unwrap() {
-            assert!(t.elapsed() < Duration::from_secs(120), "model not loaded");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const BOUNDARY: &str = "vtonTestBoundary7MA4YWxkTrZu0gW";
-
-fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (name, data) in parts {
-        write!(
-            b,
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .unwrap();
-        b.extend_from_slice(data);
-        b.extend_from_slice(b"\r\n");
-    }
-    write!(b, "--{BOUNDARY}--\r\n").unwrap();
-    b
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-    /// Asserts an error reply: status, JSON shape, code.
-    fn error(&self, status: u16, code: &str) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "{:?}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let j = self.json();
-        assert_eq!(j["status"], "error");
-        assert_eq!(j["error"]["code"], code, "{j}");
-        j["error"]["message"].as_str().unwrap().to_string()
-    }
-}
-
-fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
-    let r = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = r.status();
-    let headers = r
-        .headers_names()
-        .into_iter()
-        .map(|n| {
-            let v = r.header(&n).unwrap_or("").to_string();
-            (n, v)
-        })
-        .collect();
-    let mut body = Vec::new();
-    r.into_reader().read_to_end(&mut body).unwrap();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
+mod common;
+use common::{multipart, read, reply, Reply, Server, BOUNDARY};
 
 fn post(s: &Server, parts: &[(&str, &[u8])], accept: Option<&str>, key: Option<&str>) -> Reply {
-    let mut req = ureq::post(&s.url("/api/v1/tryon")).set(
-        "Content-Type",
-        &format!("multipart/form-data; boundary={BOUNDARY}"),
-    );
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = Vec::new();
     if let Some(a) = accept {
-        req = req.set("Accept", a);
+        headers.push(("Accept", a));
     }
-    if let Some(k) = key {
-        req = req.set("Authorization", &format!("Bearer {k}"));
+    if let Some(k) = &auth {
+        headers.push(("Authorization", k.as_str()));
     }
-    reply(req.send_bytes(&multipart(parts)))
+    s.post_multipart("/api/v1/tryon", parts, &headers)
 }
 
 fn get(s: &Server, path: &str) -> Reply {
-    reply(ureq::get(&s.url(path)).call())
+    s.get(path)
 }
 
 /// Person with keypoints and mask (nothing to estimate), and the garment.
@@ -226,17 +90,6 @@ fn read_raw(mut s: TcpStream) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
     (status, text)
-}
-
-fn metric(s: &Server, name: &str) -> f64 {
-    let r = get(s, "/metrics");
-    assert_eq!(r.status, 200);
-    let text = String::from_utf8(r.body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} not in {text}"))
-        .parse()
-        .unwrap()
 }
 
 fn decode(bytes: &[u8], format: image::ImageFormat) -> image::RgbImage {
@@ -389,24 +242,17 @@ fn health_tryon_errors_openapi_metrics() {
     }
 
     // Metrics count what happened: 3 successful try-ons, 4 bad options among the 400s.
-    let ok = metric(
-        &s,
-        "vton_http_requests_total{route=\"/api/v1/tryon\",method=\"POST\",status=\"200\"}",
-    );
+    let ok = s
+        .metric("vton_http_requests_total{route=\"/api/v1/tryon\",method=\"POST\",status=\"200\"}");
     assert_eq!(ok, 3.0);
-    let e400 = metric(
-        &s,
-        "vton_http_requests_total{route=\"/api/v1/tryon\",method=\"POST\",status=\"400\"}",
-    );
+    let e400 = s
+        .metric("vton_http_requests_total{route=\"/api/v1/tryon\",method=\"POST\",status=\"400\"}");
     assert_eq!(e400, 7.0);
-    let n = metric(
-        &s,
-        "vton_http_request_duration_seconds_count{route=\"/api/v1/tryon\"}",
-    );
+    let n = s.metric("vton_http_request_duration_seconds_count{route=\"/api/v1/tryon\"}");
     assert!(n >= 14.0, "{n}");
-    assert_eq!(metric(&s, "vton_queue_depth"), 0.0);
-    assert_eq!(metric(&s, "vton_in_flight"), 0.0);
-    assert_eq!(metric(&s, "vton_model_loaded"), 1.0);
+    assert_eq!(s.metric("vton_queue_depth"), 0.0);
+    assert_eq!(s.metric("vton_in_flight"), 0.0);
+    assert_eq!(s.metric("vton_model_loaded"), 1.0);
 }
 
 #[test]
@@ -465,7 +311,7 @@ fn queue_full_429_then_sigterm_finishes_in_flight() {
     let body = multipart(&refs(&parts));
     let mut held = half_sent(&s.addr, &body);
     let t = Instant::now();
-    while metric(&s, "vton_queue_depth") < 1.0 {
+    while s.metric("vton_queue_depth") < 1.0 {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "held request never admitted"
@@ -530,7 +376,7 @@ fn timeout_504_frees_the_place() {
     // Its place is free again: a whole request gets through.
     let r = post(&s, &refs(&parts), Some("image/png"), None);
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
-    assert_eq!(metric(&s, "vton_queue_depth"), 0.0);
+    assert_eq!(s.metric("vton_queue_depth"), 0.0);
 }
 
 #[test]
@@ -550,4 +396,56 @@ fn failed_model_load_exits_non_zero() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loading the model failed"), "{stderr}");
+}
+
+/// 503 while the model loads. The load is held without test-only code in the server: the
+/// `--gmm` path is a second name of a FIFO, so the loader's first open of it blocks until
+/// the test opens the FIFO for writing. Meanwhile health answers with `model_loaded` false
+/// and `/tryon` is refused 503 `model_loading`. The test then renames the real checkpoint
+/// over that path and releases the FIFO with no bytes: the loader sees an empty header
+/// (not safetensors), opens the path again as a PyTorch file and gets the real one.
+#[test]
+fn while_loading_health_answers_and_tryon_is_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("hold.fifo");
+    let gmm = dir.path().join("gmm.pth");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    std::fs::hard_link(&fifo, &gmm).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gan");
+    let tom = fixtures.join("cpvton_tom.pth");
+    let s = Server::start(&[
+        "--method",
+        "cpvton",
+        "--gmm",
+        gmm.to_str().unwrap(),
+        "--tom",
+        tom.to_str().unwrap(),
+        "--ngf",
+        "8",
+    ]);
+    let parts = example_parts();
+    for _ in 0..3 {
+        let h = s.health();
+        assert_eq!(h["status"], "healthy");
+        assert_eq!(h["model_loaded"], false, "{h}");
+        assert_eq!(h["method"], "cpvton");
+        let m = post(&s, &refs(&parts), None, None).error(503, "model_loading");
+        assert!(m.contains("load"), "{m}");
+        assert_eq!(s.metric("vton_model_loaded"), 0.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Release the loader onto the real checkpoint.
+    let staged = dir.path().join("staged.pth");
+    std::fs::copy(fixtures.join("cpvton_gmm.pth"), &staged).unwrap();
+    std::fs::rename(&staged, &gmm).unwrap();
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    s.wait_loaded();
+    let r = post(&s, &refs(&parts), Some("image/png"), None);
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let (w, h) = image::load_from_memory(&r.body)
+        .unwrap()
+        .to_rgb8()
+        .dimensions();
+    assert!(w > 0 && h > 0);
 }

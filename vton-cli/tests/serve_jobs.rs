@@ -3,155 +3,34 @@
 //! SIGKILL (`Child::kill`) in the middle of a job and restarts it on the same folder.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("examples")
+mod common;
+use common::{examples, multipart, reply, Server, BOUNDARY};
+
+fn post_multipart(s: &Server, path: &str, parts: &[(&str, &[u8])]) -> common::Reply {
+    s.post_multipart(path, parts, &[])
 }
 
-struct Server {
-    child: Child,
-    addr: String,
+fn job(s: &Server, id: &str) -> serde_json::Value {
+    let r = s.get(&format!("/api/v1/jobs/{id}"));
+    assert_eq!(r.status, 200);
+    r.json()
 }
 
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vton"))
-            .args(["serve", "--port", "0", "--workers", "2"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        reply(ureq::get(&self.url(path)).call())
-    }
-
-    fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
-        reply(
-            ureq::post(&self.url(path))
-                .set("Content-Type", "application/json")
-                .send_bytes(body.to_string().as_bytes()),
-        )
-    }
-
-    fn job(&self, id: &str) -> serde_json::Value {
-        let r = self.get(&format!("/api/v1/jobs/{id}"));
-        assert_eq!(r.status, 200);
-        r.json()
-    }
-
-    /// Polls the job until `done(job)`.
-    fn wait_job(&self, id: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let t = Instant::now();
-        loop {
-            let j = self.job(id);
-            if done(&j) {
-                return j;
-            }
-            assert!(t.elapsed() < Duration::from_secs(120), "job stuck: {j}");
-            std::thread::sleep(Duration::from_millis(10));
+/// Polls the job until `done(job)`.
+fn wait_job(s: &Server, id: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let j = job(s, id);
+        if done(&j) {
+            return j;
         }
+        assert!(t.elapsed() < Duration::from_secs(120), "job stuck: {j}");
+        std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-    location: Option<String>,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-    fn error(&self, status: u16, code: &str) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let j = self.json();
-        assert_eq!(j["status"], "error");
-        assert_eq!(j["error"]["code"], code, "{j}");
-        j["error"]["message"].as_str().unwrap().to_string()
-    }
-}
-
-fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
-    let r = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = r.status();
-    let location = r.header("location").map(str::to_string);
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
-    Reply {
-        status,
-        body,
-        location,
-    }
-}
-
-const BOUNDARY: &str = "vtonJobsBoundary1x2y3z";
-
-fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (name, data) in parts {
-        write!(
-            b,
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .unwrap();
-        b.extend_from_slice(data);
-        b.extend_from_slice(b"\r\n");
-    }
-    write!(b, "--{BOUNDARY}--\r\n").unwrap();
-    b
-}
-
-fn post_multipart(s: &Server, path: &str, parts: &[(&str, &[u8])]) -> Reply {
-    reply(
-        ureq::post(&s.url(path))
-            .set(
-                "Content-Type",
-                &format!("multipart/form-data; boundary={BOUNDARY}"),
-            )
-            .send_bytes(&multipart(parts)),
-    )
 }
 
 const PERSONS: &[&str] = &["mpl_grace_hopper", "skimage_astronaut"];
@@ -196,7 +75,12 @@ fn pixels(png: &[u8]) -> image::RgbImage {
 #[test]
 fn batch_jobs_end_to_end() {
     let data = data_dir();
-    let s = Server::start(&["--data-dir", data.path().to_str().unwrap()]);
+    let s = Server::start(&[
+        "--workers",
+        "2",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
     // Upload a garment: its file id works as a batch value.
     let garment = std::fs::read(data.path().join("cat/openvto_shirt1_front.png")).unwrap();
     let up = post_multipart(&s, "/api/v1/files", &[("file", &garment)]);
@@ -221,8 +105,10 @@ fn batch_jobs_end_to_end() {
         (j["total"].as_u64(), j["completed"].as_u64()),
         (Some(3), Some(0))
     );
-    assert_eq!(r.location.as_deref(), Some(&*format!("/api/v1/jobs/{id}")));
-    let j = s.wait_job(&id, |j| j["status"] != "queued" && j["status"] != "running");
+    assert_eq!(r.header("location"), Some(&*format!("/api/v1/jobs/{id}")));
+    let j = wait_job(&s, &id, |j| {
+        j["status"] != "queued" && j["status"] != "running"
+    });
     assert_eq!(j["status"], "completed_with_errors", "{j}");
     assert_eq!(
         (j["completed"].as_u64(), j["failed"].as_u64()),
@@ -313,7 +199,7 @@ fn batch_jobs_end_to_end() {
     let c = reply(ureq::delete(&s.url(&format!("/api/v1/jobs/{id2}"))).call());
     assert_eq!(c.status, 200);
     assert_eq!(c.json()["status"], "cancelled");
-    let j = s.wait_job(&id2, |j| j["running"] == 0);
+    let j = wait_job(&s, &id2, |j| j["running"] == 0);
     let cancelled = j["cancelled"].as_u64().unwrap();
     assert!(cancelled >= 26, "{j}");
     assert_eq!(j["completed"].as_u64().unwrap() + cancelled, 30);
@@ -330,7 +216,7 @@ fn batch_jobs_end_to_end() {
 
 #[test]
 fn without_a_data_dir_batch_routes_say_so() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--workers", "2"]);
     s.post_json("/api/v1/batch", &serde_json::json!({"pairs": []}))
         .error(404, "batch_disabled");
     post_multipart(&s, "/api/v1/files", &[("file", b"x")]).error(404, "batch_disabled");
@@ -358,11 +244,11 @@ fn a_job_survives_kill_9() {
     let pairs: Vec<_> = (0..N)
         .map(|i| pair(PERSONS[i % 2], GARMENTS[(i / 2) % 2]))
         .collect();
-    let mut s = Server::start(&["--data-dir", &dir]);
+    let mut s = Server::start(&["--workers", "2", "--data-dir", &dir]);
     let r = s.post_json("/api/v1/batch", &serde_json::json!({"pairs": pairs}));
     assert_eq!(r.status, 202);
     let id = r.json()["job_id"].as_str().unwrap().to_string();
-    s.wait_job(&id, |j| j["completed"].as_u64().unwrap() >= 3);
+    wait_job(&s, &id, |j| j["completed"].as_u64().unwrap() >= 3);
     s.child.kill().unwrap(); // SIGKILL
     s.child.wait().unwrap();
     let out = data.path().join("results").join(&id);
@@ -372,8 +258,8 @@ fn a_job_survives_kill_9() {
         "the job finished before the kill; make it longer"
     );
     drop(s);
-    let s = Server::start(&["--data-dir", &dir]);
-    let j = s.wait_job(&id, |j| j["status"] == "completed");
+    let s = Server::start(&["--workers", "2", "--data-dir", &dir]);
+    let j = wait_job(&s, &id, |j| j["status"] == "completed");
     assert_eq!(j["completed"].as_u64(), Some(N as u64), "{j}");
     let after = results(&out);
     // Exactly one complete file per pair, nothing else (no temporary left behind).

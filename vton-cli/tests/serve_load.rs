@@ -17,9 +17,7 @@
 //! throughput and peak memory are printed (`--nocapture`), never asserted: they depend on
 //! the machine and its load. The figures are in `docs/serving.md` (`## Load test`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,85 +39,8 @@ const SCALE: u32 = 2;
 const ESTIMATE_EVERY: Option<usize> = None;
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("examples")
-}
-
-fn read(p: &str) -> Vec<u8> {
-    std::fs::read(examples().join(p)).unwrap()
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vton"))
-            .args(["serve", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn health(&self) -> serde_json::Value {
-        let r = ureq::get(&self.url("/api/v1/health")).call().unwrap();
-        assert_eq!(r.status(), 200);
-        serde_json::from_str(&r.into_string().unwrap()).unwrap()
-    }
-
-    fn wait_loaded(&self) {
-        let t = Instant::now();
-        while !self.health()["model_loaded"].as_bool().unwrap() {
-            assert!(t.elapsed() < Duration::from_secs(120), "model not loaded");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const BOUNDARY: &str = "vtonLoadBoundary7MA4YWxkTrZu0gW";
-
-fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (name, data) in parts {
-        write!(
-            b,
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .unwrap();
-        b.extend_from_slice(data);
-        b.extend_from_slice(b"\r\n");
-    }
-    write!(b, "--{BOUNDARY}--\r\n").unwrap();
-    b
-}
+mod common;
+use common::{multipart, read, Server, BOUNDARY};
 
 fn png(img: &image::DynamicImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
