@@ -1,0 +1,8 @@
+//! DanMenCas/DCI-VITON (a try-on system trained from scratch on VITON-HD; not the
+//! DCI-VTON model of the paper it cites): its multi-scale flow-warping network
+//! ([`warping`], `warpingnetwork.py`) and its AdaGN/SE diffusion U-Net ([`unet`],
+//! `diffusionmodel.py`). Field names are the original module names, so the
+//! `torch.save` checkpoints load as saved.
+
+pub mod unet;
+pub mod warping;

@@ -1,0 +1,1 @@
+//! DCI-VITON diffusion U-Net (`diffusionmodel.py` `UNet`). Being written.

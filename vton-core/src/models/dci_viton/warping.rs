@@ -1,0 +1,1 @@
+//! DCI-VITON warping network (`warpingnetwork.py` `WarpingProcess`). Being written.

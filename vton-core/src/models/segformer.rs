@@ -1,0 +1,1 @@
+//! SegFormer semantic segmentation (transformers `SegformerForSemanticSegmentation`). Being written.

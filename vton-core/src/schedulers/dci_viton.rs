@@ -1,0 +1,1 @@
+//! DCI-VITON noise scheduler and sampler (`diffusionmodel.py` `NoiseScheduler`, `viton_pipeline.py`). Being written.
