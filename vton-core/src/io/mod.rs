@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod parse;
+pub(crate) mod pil;
 pub mod pose;
 pub mod vitonhd;
 

@@ -5,6 +5,7 @@ pub mod draw;
 pub mod garment;
 pub mod morph;
 pub mod parse_agnostic;
+pub mod viton_hd;
 
 pub use agnostic::{
     agnostic_from_keypoints, agnostic_from_parse, agnostic_image, BodyFrame, GarmentCategory,

@@ -8,6 +8,7 @@
 //! and step coefficients are float32 scalars applied to burn tensors.
 
 mod ddim;
+pub mod dci_viton;
 mod ddpm;
 mod dpm;
 

@@ -33,9 +33,9 @@ use std::thread::JoinHandle;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
+use crate::io::pil::{decode, pil_resize_bilinear, pil_resize_nearest, U8Image};
 use crate::io::pose::COCO18_TO_BODY25;
-use crate::io::{Mask, HRVITON_GROUPS};
-use crate::masks::draw;
+use crate::io::HRVITON_GROUPS;
 use crate::rng::Rng;
 
 // ---------------------------------------------------------------------------------------
@@ -409,38 +409,8 @@ fn file_any_ext(data: &Path, folder: &str, name: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------
-// 8-bit images and PIL's resampling
+// 8-bit label maps
 // ---------------------------------------------------------------------------------------
-
-/// An 8-bit interleaved image (1 or 3 channels), as PIL holds it.
-#[derive(Debug, Clone)]
-struct U8Image {
-    width: usize,
-    height: usize,
-    channels: usize,
-    data: Vec<u8>,
-}
-
-fn decode(path: &Path, channels: usize) -> Result<U8Image> {
-    let bytes = std::fs::read(path).map_err(|e| VtonError::io(path, e))?;
-    let img = ::image::load_from_memory(&bytes).map_err(|e| VtonError::Image {
-        what: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let (w, h, data) = if channels == 1 {
-        let g = img.to_luma8();
-        (g.width(), g.height(), g.into_raw())
-    } else {
-        let c = img.to_rgb8();
-        (c.width(), c.height(), c.into_raw())
-    };
-    Ok(U8Image {
-        width: w as usize,
-        height: h as usize,
-        channels,
-        data,
-    })
-}
 
 /// A label PNG: palette indices or grey values (as `np.array(Image.open(p))`), decoded
 /// by [`crate::io::parse::decode_label_png`] (which bounds the size before allocating).
@@ -454,145 +424,6 @@ fn read_labels(path: &Path) -> Result<U8Image> {
         channels: 1,
         data,
     })
-}
-
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-/// Pillow's `precompute_coeffs` for the triangle (BILINEAR) filter, normalised to
-/// 8-bit fixed point (`normalize_coeffs_8bpc`): per output pixel the first input index
-/// and the integer weights.
-fn pil_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i64>)> {
-    let scale = in_size as f64 / out_size as f64;
-    let filterscale = scale.max(1.0);
-    let support = filterscale;
-    let ss = 1.0 / filterscale;
-    (0..out_size)
-        .map(|xx| {
-            let center = (xx as f64 + 0.5) * scale;
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let k: Vec<f64> = (xmin..xmax)
-                .map(|x| {
-                    let t = ((x as f64 - center + 0.5) * ss).abs();
-                    if t < 1.0 {
-                        1.0 - t
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let ww: f64 = k.iter().sum();
-            let kk = k
-                .iter()
-                .map(|&w| {
-                    let w = if ww != 0.0 { w / ww } else { w };
-                    let f = w * (1u64 << PRECISION_BITS) as f64;
-                    if f < 0.0 {
-                        (-0.5 + f) as i64
-                    } else {
-                        (0.5 + f) as i64
-                    }
-                })
-                .collect();
-            (xmin, kk)
-        })
-        .collect()
-}
-
-fn clip8(ss: i64) -> u8 {
-    (ss >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// One pass of Pillow's 8-bit resampling along x (`vertical = false`) or y.
-fn pil_pass(img: &U8Image, size: usize, vertical: bool) -> U8Image {
-    let c = img.channels;
-    let (w, h) = if vertical {
-        (img.width, size)
-    } else {
-        (size, img.height)
-    };
-    let coeffs = pil_coeffs(if vertical { img.height } else { img.width }, size);
-    let mut out = vec![0u8; w * h * c];
-    for y in 0..h {
-        for x in 0..w {
-            let (start, kk) = &coeffs[if vertical { y } else { x }];
-            for ch in 0..c {
-                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-                for (i, &k) in kk.iter().enumerate() {
-                    let (sx, sy) = if vertical {
-                        (x, start + i)
-                    } else {
-                        (start + i, y)
-                    };
-                    ss += img.data[(sy * img.width + sx) * c + ch] as i64 * k;
-                }
-                out[(y * w + x) * c + ch] = clip8(ss);
-            }
-        }
-    }
-    U8Image {
-        width: w,
-        height: h,
-        channels: c,
-        data: out,
-    }
-}
-
-/// `Image.resize((w, h), Image.BILINEAR)` of an 8-bit image: Pillow's separable
-/// antialiased triangle filter, rounded to 8 bits after each pass; Pillow (checked on
-/// 13.0) runs first the pass with the smaller intermediate image, horizontal on a tie.
-fn pil_resize_bilinear(img: &U8Image, width: usize, height: usize) -> U8Image {
-    match (img.width != width, img.height != height) {
-        (false, false) => img.clone(),
-        (true, false) => pil_pass(img, width, false),
-        (false, true) => pil_pass(img, height, true),
-        (true, true) => {
-            if width * img.height <= img.width * height {
-                pil_pass(&pil_pass(img, width, false), height, true)
-            } else {
-                pil_pass(&pil_pass(img, height, true), width, false)
-            }
-        }
-    }
-}
-
-/// Pillow's source indices for a NEAREST resize (`ImagingScaleAffine`: the source
-/// coordinate accumulated from `scale / 2` in steps of `scale`, truncated).
-fn nearest_index(in_size: usize, out_size: usize) -> Vec<usize> {
-    let a = in_size as f64 / out_size as f64;
-    let mut o = a * 0.5;
-    (0..out_size)
-        .map(|_| {
-            let i = (o.max(0.0) as usize).min(in_size - 1);
-            o += a;
-            i
-        })
-        .collect()
-}
-
-/// `Image.resize((w, h), Image.NEAREST)`.
-fn pil_resize_nearest(img: &U8Image, width: usize, height: usize) -> U8Image {
-    if img.width == width && img.height == height {
-        return img.clone();
-    }
-    let (xs, ys) = (
-        nearest_index(img.width, width),
-        nearest_index(img.height, height),
-    );
-    let c = img.channels;
-    let mut data = Vec::with_capacity(width * height * c);
-    for &sy in &ys {
-        for &sx in &xs {
-            let i = (sy * img.width + sx) * c;
-            data.extend_from_slice(&img.data[i..i + c]);
-        }
-    }
-    U8Image {
-        width,
-        height,
-        channels: c,
-        data,
-    }
 }
 
 /// torchvision `Resize(size)` with an int: the shorter edge becomes `size`, the other
@@ -1345,87 +1176,23 @@ impl HrVitonDataset {
 /// the arm pixels outside the arm drawing, the face (4, 13) and the lower body (9, 12,
 /// 16-19) pasted back from the photo.
 fn hrviton_agnostic(im: &U8Image, parse: &U8Image, pose: &[[f32; 2]]) -> Result<U8Image> {
-    let (w, h) = (im.width, im.height);
-    let mut p: Vec<(f32, f32)> = pose.iter().map(|q| (q[0], q[1])).collect();
-    let dist = |a: (f32, f32), b: (f32, f32)| ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
-    let length_a = dist(p[5], p[2]);
-    let length_b = dist(p[12], p[9]);
-    if length_a.is_nan() || length_b.is_nan() || length_a <= 0.0 || length_b <= 0.0 {
-        return Err(VtonError::MissingKeypoints {
-            operation: "HR-VITON agnostic".into(),
-            missing: format!(
-                "distinct shoulders (2, 5) and hips (9, 12): |5 - 2| = {length_a}, |12 - 9| = {length_b}"
-            ),
-        });
-    }
-    let c = ((p[9].0 + p[12].0) / 2.0, (p[9].1 + p[12].1) / 2.0);
-    for i in [9, 12] {
-        p[i] = (
-            c.0 + (p[i].0 - c.0) / length_b * length_a,
-            c.1 + (p[i].1 - c.1) / length_b * length_a,
-        );
-    }
-    let r = ((length_a / 16.0) as i64 + 1) as f32;
-    let zero = |q: (f32, f32)| q.0 == 0.0 && q.1 == 0.0;
-    let ellipse = |m: &mut Mask, q: (f32, f32), rx: f32, ry: f32| {
-        draw::fill_ellipse(m, q.0 - rx, q.1 - ry, q.0 + rx, q.1 + ry)
+    let q = |i: usize| (pose[i][0], pose[i][1]);
+    let body = crate::masks::viton_hd::AgnosticBody {
+        r_shoulder: q(2),
+        r_elbow: q(3),
+        r_wrist: q(4),
+        l_shoulder: q(5),
+        l_elbow: q(6),
+        l_wrist: q(7),
+        r_hip: q(9),
+        l_hip: q(12),
+        neck: q(1),
     };
-    let mut grey = Mask::zeros(w, h);
-    for i in [9, 12] {
-        ellipse(&mut grey, p[i], r * 3.0, r * 6.0);
-    }
-    draw::wide_line(&mut grey, p[2], p[9], r * 6.0);
-    draw::wide_line(&mut grey, p[5], p[12], r * 6.0);
-    draw::wide_line(&mut grey, p[9], p[12], r * 12.0);
-    draw::fill_polygon(&mut grey, &[p[2], p[5], p[12], p[9]]);
-    let n1 = p[1];
-    draw::fill_rect(
-        &mut grey,
-        n1.0 - r * 5.0,
-        n1.1 - r * 9.0,
-        n1.0 + r * 5.0,
-        n1.1,
-    );
-    draw::wide_line(&mut grey, p[2], p[5], r * 12.0);
-    for i in [2, 5] {
-        ellipse(&mut grey, p[i], r * 5.0, r * 6.0);
-    }
-    for i in [3, 4, 6, 7] {
-        if zero(p[i - 1]) || zero(p[i]) {
-            continue;
-        }
-        draw::wide_line(&mut grey, p[i - 1], p[i], r * 10.0);
-        ellipse(&mut grey, p[i], r * 5.0, r * 5.0);
-    }
-    // Pixels pasted back from the photo.
-    let mut keep: Vec<bool> = parse
-        .data
-        .iter()
-        .map(|l| matches!(l, 4 | 13 | 9 | 12 | 16 | 17 | 18 | 19))
-        .collect();
-    for (label, ids) in [(14u8, [5usize, 6, 7]), (15u8, [2, 3, 4])] {
-        let mut arm = Mask::zeros(w, h);
-        let mut last = p[ids[0]];
-        ellipse(&mut arm, last, r * 5.0, r * 6.0);
-        for &i in &ids[1..] {
-            if zero(p[i - 1]) || zero(p[i]) {
-                continue;
-            }
-            draw::wide_line(&mut arm, p[i - 1], p[i], r * 10.0);
-            last = p[i];
-            if i != ids[2] {
-                ellipse(&mut arm, last, r * 5.0, r * 5.0);
-            }
-        }
-        ellipse(&mut arm, last, r * 4.0, r * 4.0);
-        for (k, (&l, &a)) in parse.data.iter().zip(&arm.data).enumerate() {
-            if l == label && a < 0.5 {
-                keep[k] = true;
-            }
-        }
-    }
+    let shapes =
+        crate::masks::viton_hd::agnostic_shapes(im.width, im.height, &body, "HR-VITON agnostic")?;
+    let keep = shapes.kept(&parse.data, &[4, 13, 9, 12, 16, 17, 18, 19]);
     let mut out = im.clone();
-    for (k, (&g, &kp)) in grey.data.iter().zip(&keep).enumerate() {
+    for (k, (&g, &kp)) in shapes.grey.data.iter().zip(&keep).enumerate() {
         if g >= 0.5 && !kp {
             for ch in 0..3 {
                 out.data[k * 3 + ch] = 128;
