@@ -6,3 +6,4 @@
 
 pub mod unet;
 pub mod warping;
+pub use unet::{DciVitonUNet, DciVitonUNetConfig, DciVitonUNetOptions};
