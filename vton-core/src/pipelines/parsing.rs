@@ -20,6 +20,14 @@
 //! Optionally (`flip`), the input and its mirror image run as one batch and the mirrored
 //! logits, with LIP's left/right labels swapped, are averaged in, as `evaluate.py --flip`
 //! does; `simple_extractor.py` does not.
+//!
+//! The second parser is SegFormer ([`HumanParser::from_pretrained`], a Hugging Face folder
+//! such as `yolo12138/segformer-b2-human-parse-24`), run as DCI-VITON's `parsehuman.py`
+//! runs it: `SegformerImageProcessor` (PIL resize to the configured size, rescale,
+//! normalise), the network, `F.interpolate(logits, (h, w), bilinear, align_corners=False)`
+//! to the photo size and the argmax. Its labels are the checkpoint's own (`id2label`);
+//! [`HumanParser::parse_lip`] maps the 24-label human-parse set to LIP
+//! ([`SEGFORMER24_TO_LIP`], the mapping of `parsehuman.py`'s palette).
 
 use std::path::Path;
 
@@ -27,8 +35,74 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
 use crate::io::image::tensor_to_vec;
+use crate::io::parse::LIP_LABELS;
 use crate::io::{ParseMap, RgbImage};
 use crate::models::schp::{resize_bilinear_align_corners, AugmentCE2P};
+use crate::models::segformer::{
+    upsample_logits, SegformerForSemanticSegmentation, SegformerImageProcessor,
+};
+
+/// The 24 labels of `yolo12138/segformer-b2-human-parse-24` (its `config.json` `id2label`,
+/// spelling included: "right_patns").
+pub const SEGFORMER24_LABELS: [&str; 24] = [
+    "background",
+    "hat",
+    "hair",
+    "glove",
+    "glasses",
+    "upper_only_torso_region",
+    "dresses_only_torso_region",
+    "coat_only_torso_region",
+    "socks",
+    "left_pants",
+    "right_patns",
+    "skin_around_neck_region",
+    "scarf",
+    "skirts",
+    "face",
+    "left_arm",
+    "right_arm",
+    "left_leg",
+    "right_leg",
+    "left_shoe",
+    "right_shoe",
+    "left_sleeve_for_upper",
+    "right_sleeve_for_upper",
+    "bag",
+];
+
+/// The LIP / VITON-HD label of each of the 24 labels, as DCI-VITON's `parsehuman.py`
+/// palette assigns them: both pant legs -> pants (9), the skin around the neck -> 10
+/// (VITON-HD's neck), sleeves of the upper garment -> upper-clothes (5), bag ->
+/// background (0); every other label has its LIP namesake (glasses -> sunglasses 4,
+/// skirts -> skirt 12, face 13, arms 14/15, legs 16/17, shoes 18/19).
+pub const SEGFORMER24_TO_LIP: [u8; 24] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 5, 5, 0,
+];
+
+/// The LIP label of a segformer-b2-human-parse-24 label (`None` past 23).
+pub fn segformer24_to_lip(label: u8) -> Option<u8> {
+    SEGFORMER24_TO_LIP.get(label as usize).copied()
+}
+
+/// A 24-label map (segformer-b2-human-parse-24) as a 20-label LIP map.
+pub fn segformer24_map_to_lip(map: &ParseMap) -> Result<ParseMap> {
+    if map.num_labels != 24 {
+        return Err(VtonError::invalid(
+            "parse map",
+            format!(
+                "has {} labels; the SegFormer human-parse set has 24",
+                map.num_labels
+            ),
+        ));
+    }
+    let labels = map
+        .labels
+        .iter()
+        .map(|&l| SEGFORMER24_TO_LIP[l as usize])
+        .collect();
+    ParseMap::new(map.width, map.height, labels, 20)
+}
 
 /// `transforms.Normalize` of `simple_extractor.py`, in BGR order.
 pub const SCHP_MEAN_BGR: [f32; 3] = [0.406, 0.456, 0.485];
@@ -283,10 +357,55 @@ impl ParseLogits {
     }
 }
 
-/// SCHP human parsing of a person photo into LIP labels.
+/// SegFormer with its image processor, as DCI-VITON's `parsehuman.py` runs it.
+#[derive(Debug, Clone)]
+pub struct SegformerParser {
+    pub model: SegformerForSemanticSegmentation,
+    pub processor: SegformerImageProcessor,
+}
+
+impl SegformerParser {
+    /// A Hugging Face folder: `config.json`, weights, `preprocessor_config.json` when
+    /// present (transformers' processor defaults otherwise).
+    pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let model = SegformerForSemanticSegmentation::from_pretrained(path, device)?;
+        let processor = SegformerImageProcessor::from_pretrained(path)?;
+        Ok(SegformerParser { model, processor })
+    }
+
+    /// Network logits `[1, labels, h, w]` of a photo (processor + model).
+    pub fn logits(&self, image: &RgbImage, device: &Device) -> Result<Tensor<4>> {
+        HumanParser::check_image(image)?;
+        let x = self.processor.preprocess(image, device)?;
+        self.model.forward(x)
+    }
+
+    /// Logits upsampled to the photo (bilinear, align_corners False), HWC.
+    pub fn parse_logits(&self, image: &RgbImage, device: &Device) -> Result<ParseLogits> {
+        let logits = self.logits(image, device)?;
+        let c = logits.dims()[1];
+        let up = upsample_logits(logits, image.height, image.width).permute([0, 2, 3, 1]);
+        Ok(ParseLogits {
+            width: image.width,
+            height: image.height,
+            channels: c,
+            data: tensor_to_vec(up)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Schp(AugmentCE2P),
+    Segformer(SegformerParser),
+}
+
+/// Human parsing of a person photo: SCHP (LIP labels) or SegFormer (the checkpoint's
+/// labels).
 #[derive(Debug, Clone)]
 pub struct HumanParser {
-    network: AugmentCE2P,
+    backend: Backend,
     options: HumanParserOptions,
     device: Device,
 }
@@ -305,14 +424,39 @@ impl HumanParser {
     /// A parser around a loaded network.
     pub fn new(network: AugmentCE2P, device: &Device, options: HumanParserOptions) -> Result<Self> {
         let parser = HumanParser {
-            network,
+            backend: Backend::Schp(network),
             options: HumanParserOptions::default(),
             device: device.clone(),
         };
         parser.with_options(options)
     }
 
-    /// The same parser with other options (checked).
+    /// A SegFormer parser from a Hugging Face folder (`config.json`, `model.safetensors` or
+    /// `pytorch_model.bin`, optional `preprocessor_config.json`), e.g. a download of
+    /// `yolo12138/segformer-b2-human-parse-24`. Its options report the processor's size.
+    pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Ok(Self::from_segformer(
+            SegformerParser::from_pretrained(path, device)?,
+            device,
+        ))
+    }
+
+    /// A parser around a loaded SegFormer and processor.
+    pub fn from_segformer(parser: SegformerParser, device: &Device) -> Self {
+        let (h, w) = parser.processor.size;
+        HumanParser {
+            backend: Backend::Segformer(parser),
+            options: HumanParserOptions {
+                input_height: h,
+                input_width: w,
+                flip: false,
+            },
+            device: device.clone(),
+        }
+    }
+
+    /// The same parser with other options (checked). For SegFormer the input size is the
+    /// processor's resize size; flip averaging is SCHP's only.
     pub fn with_options(mut self, options: HumanParserOptions) -> Result<Self> {
         for (name, v) in [
             ("input_height", options.input_height),
@@ -325,13 +469,25 @@ impl HumanParser {
                 ));
             }
         }
-        if options.flip && self.network.num_classes() != 20 {
-            return Err(VtonError::Unsupported {
-                what: format!(
-                    "flip averaging swaps LIP's 20 labels; this checkpoint has {} classes",
-                    self.network.num_classes()
-                ),
-            });
+        match &mut self.backend {
+            Backend::Schp(net) => {
+                if options.flip && net.num_classes() != 20 {
+                    return Err(VtonError::Unsupported {
+                        what: format!(
+                            "flip averaging swaps LIP's 20 labels; this checkpoint has {} classes",
+                            net.num_classes()
+                        ),
+                    });
+                }
+            }
+            Backend::Segformer(p) => {
+                if options.flip {
+                    return Err(VtonError::Unsupported {
+                        what: "flip averaging with SegFormer (parsehuman.py does none)".into(),
+                    });
+                }
+                p.processor.size = (options.input_height, options.input_width);
+            }
         }
         self.options = options;
         Ok(self)
@@ -341,13 +497,46 @@ impl HumanParser {
         &self.options
     }
 
-    pub fn network(&self) -> &AugmentCE2P {
-        &self.network
+    /// The SCHP network (`None` for a SegFormer parser).
+    pub fn network(&self) -> Option<&AugmentCE2P> {
+        match &self.backend {
+            Backend::Schp(n) => Some(n),
+            Backend::Segformer(_) => None,
+        }
     }
 
-    /// Number of labels of the checkpoint (20 for LIP).
+    /// The SegFormer model and processor (`None` for an SCHP parser).
+    pub fn segformer(&self) -> Option<&SegformerParser> {
+        match &self.backend {
+            Backend::Segformer(p) => Some(p),
+            Backend::Schp(_) => None,
+        }
+    }
+
+    fn schp(&self, what: &str) -> Result<&AugmentCE2P> {
+        self.network().ok_or_else(|| VtonError::Unsupported {
+            what: format!("{what} is SCHP's; this parser is SegFormer"),
+        })
+    }
+
+    /// Number of labels of the checkpoint (20 for LIP, 24 for segformer-b2-human-parse-24).
     pub fn num_labels(&self) -> usize {
-        self.network.num_classes()
+        match &self.backend {
+            Backend::Schp(n) => n.num_classes(),
+            Backend::Segformer(p) => p.model.num_labels(),
+        }
+    }
+
+    /// The names of the labels [`Self::parse`] returns, by id: SegFormer's `id2label`;
+    /// LIP's names for a 20-class SCHP checkpoint, `class_<i>` for ATR / Pascal ones.
+    pub fn label_names(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Segformer(p) => p.model.config().id2label.clone(),
+            Backend::Schp(n) if n.num_classes() == 20 => {
+                LIP_LABELS.iter().map(|s| s.to_string()).collect()
+            }
+            Backend::Schp(n) => (0..n.num_classes()).map(|i| format!("class_{i}")).collect(),
+        }
     }
 
     fn check_image(image: &RgbImage) -> Result<()> {
@@ -365,6 +554,7 @@ impl HumanParser {
     /// Steps 1-2: the person transform and the normalised BGR network input
     /// `[1, 3, input_height, input_width]`.
     pub fn preprocess(&self, image: &RgbImage) -> Result<(Tensor<4>, PersonTransform)> {
+        self.schp("the SCHP affine preprocessing")?;
         Self::check_image(image)?;
         let (w, h) = (image.width, image.height);
         let (iw, ih) = (self.options.input_width, self.options.input_height);
@@ -393,13 +583,18 @@ impl HumanParser {
     /// Step 3 without the upsampling: `output[0][-1]` for a normalised input
     /// `[B, 3, H, W]`, flip-averaged when asked: `[B, classes, ~H/4, ~W/4]`.
     pub fn network_logits(&self, x: Tensor<4>) -> Result<Tensor<4>> {
+        let network = match &self.backend {
+            Backend::Schp(n) => n,
+            // pixel_values -> logits at 1/4 (no flip for SegFormer).
+            Backend::Segformer(p) => return p.model.forward(x),
+        };
         AugmentCE2P::check_input(&x)?;
         if !self.options.flip {
-            return Ok(self.network.forward(x).parsing);
+            return Ok(network.forward(x).parsing);
         }
         let b = x.dims()[0];
         let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
-        let out = self.network.forward(both).parsing;
+        let out = network.forward(both).parsing;
         let [_, c, h, w] = out.dims();
         let mut perm: Vec<i64> = (0..c as i64).collect();
         for (a, b) in LIP_FLIP_PAIRS {
@@ -456,13 +651,37 @@ impl HumanParser {
 
     /// The class logits on the photo (`simple_extractor.py --logits`).
     pub fn parse_logits(&self, image: &RgbImage) -> Result<ParseLogits> {
+        if let Backend::Segformer(p) = &self.backend {
+            return p.parse_logits(image, &self.device);
+        }
         let (x, t) = self.preprocess(image)?;
         let logits = self.network_logits(x)?;
         self.logits_to_photo(logits, &t)
     }
 
-    /// The label map of the photo, at the photo's size (LIP labels for the LIP checkpoint).
+    /// The label map of the photo, at the photo's size, in the checkpoint's own labels
+    /// ([`Self::label_names`]; LIP for the SCHP LIP checkpoint).
     pub fn parse(&self, image: &RgbImage) -> Result<ParseMap> {
         self.parse_logits(image)?.argmax()
+    }
+
+    /// The label map in LIP's 20 labels (what vton's pipelines read): SCHP's LIP
+    /// checkpoint as it is, SegFormer's 24-label human-parse set through
+    /// [`SEGFORMER24_TO_LIP`]; other label sets are [`VtonError::Unsupported`].
+    pub fn parse_lip(&self, image: &RgbImage) -> Result<ParseMap> {
+        let names = self.label_names();
+        match &self.backend {
+            Backend::Schp(n) if n.num_classes() == 20 => self.parse(image),
+            Backend::Segformer(_) if names.iter().map(String::as_str).eq(SEGFORMER24_LABELS) => {
+                segformer24_map_to_lip(&self.parse(image)?)
+            }
+            _ => Err(VtonError::Unsupported {
+                what: format!(
+                    "mapping this parser's {} labels to LIP (SCHP LIP and the SegFormer \
+                     human-parse-24 label sets are mapped)",
+                    names.len()
+                ),
+            }),
+        }
     }
 }
