@@ -7,3 +7,4 @@
 pub mod unet;
 pub mod warping;
 pub use unet::{DciVitonUNet, DciVitonUNetConfig, DciVitonUNetOptions};
+pub use warping::{DciVitonWarping, DciVitonWarpingConfig};
