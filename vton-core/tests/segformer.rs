@@ -266,7 +266,7 @@ fn photo_label_map_matches_parsehuman() {
         100.0 * differ as f64 / n as f64
     );
     assert!(differ * 2000 <= n, "{differ} labels differ");
-    // The label map is not degenerate (the fixture's histogram has 17 classes).
+    // The label map is not degenerate (the fixture's histogram has 18 classes).
     let mut seen = [false; 24];
     map.labels.iter().for_each(|&l| seen[l as usize] = true);
     assert!(seen.iter().filter(|&&s| s).count() >= 10);
