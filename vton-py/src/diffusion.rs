@@ -1,13 +1,14 @@
 //! Latent diffusion from Python, with diffusers' names: `AutoencoderKL`,
 //! `UNet2DConditionModel`, the schedulers (wrapped by `python/vton/diffusion.py`) and the
 //! try-on pipelines. Arrays are float32 NCHW numpy arrays; the GIL is released while
-//! tensors are computed and taken again only to call a progress callback.
+//! tensors are computed and taken again only to call a progress callback. Every object
+//! keeps the device it was loaded on (`device="cpu"` by default) and computes there.
 
 use std::sync::Mutex;
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
-use vton_core::burn::tensor::{Tensor, TensorData};
+use vton_core::burn::tensor::{Device, Tensor, TensorData};
 use vton_core::io::image::tensor_to_vec;
 use vton_core::models::{
     AutoencoderKL as CoreVae, DiagonalGaussian as CoreGaussian, Timesteps,
@@ -18,9 +19,9 @@ use vton_core::pipelines::diffusion::{
     Progress, SamplingOptions,
 };
 use vton_core::schedulers::{scheduler_from_config, Scheduler as CoreScheduler};
-use vton_core::{default_device, VtonError};
+use vton_core::VtonError;
 
-use crate::{bad, dyn_out, shape_of, tensor4, to_py_err, to_vec};
+use crate::{bad, dyn_out, shape_of, tensor4, to_py_err, to_vec, PyDevice};
 
 type Out<'py> = PyResult<Bound<'py, PyArrayDyn<f32>>>;
 
@@ -29,7 +30,7 @@ fn out4<'py>(py: Python<'py>, t: Tensor<4>) -> Out<'py> {
     dyn_out(py, shape, tensor_to_vec(t).map_err(to_py_err)?)
 }
 
-fn tensor3(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<3>> {
+fn tensor3(name: &str, a: &PyReadonlyArrayDyn<'_, f32>, device: &Device) -> PyResult<Tensor<3>> {
     let s = shape_of(a);
     if s.len() != 3 {
         return Err(bad(format!(
@@ -38,7 +39,7 @@ fn tensor3(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<3>> {
     }
     Ok(Tensor::from_data(
         TensorData::new(to_vec(a), [s[0], s[1], s[2]]),
-        &default_device(),
+        device,
     ))
 }
 
@@ -51,29 +52,42 @@ fn lock<T>(m: &Mutex<T>) -> PyResult<std::sync::MutexGuard<'_, T>> {
 #[pyclass(name = "AutoencoderKL", module = "vton", frozen)]
 struct AutoencoderKL {
     inner: CoreVae,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl AutoencoderKL {
-    /// Loads a diffusers folder (`config.json` + weights) or a pipeline folder with `vae/`.
+    /// Loads a diffusers folder (`config.json` + weights) or a pipeline folder with `vae/`
+    /// onto `device`.
     #[staticmethod]
-    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, device="cpu"))]
+    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inner = py
-            .detach(|| CoreVae::from_pretrained(&path, &default_device()))
+            .detach(|| CoreVae::from_pretrained(&path, &device.device))
             .map_err(to_py_err)?;
-        Ok(AutoencoderKL { inner })
+        Ok(AutoencoderKL { inner, device })
+    }
+
+    /// The device the model is on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     /// Image `(N, C, H, W)` in `[-1, 1]` -> the posterior (scaling_factor not applied).
     fn encode(&self, py: Python<'_>, x: PyReadonlyArrayDyn<'_, f32>) -> PyResult<DiagonalGaussian> {
-        let x = tensor4("x", &x)?;
+        let x = tensor4("x", &x, &self.device.device)?;
         let inner = py.detach(|| self.inner.encode(x)).map_err(to_py_err)?;
-        Ok(DiagonalGaussian { inner })
+        Ok(DiagonalGaussian {
+            inner,
+            device: self.device.clone(),
+        })
     }
 
     /// Latents (unscaled) -> image in about `[-1, 1]`.
     fn decode<'py>(&self, py: Python<'py>, z: PyReadonlyArrayDyn<'py, f32>) -> Out<'py> {
-        let z = tensor4("z", &z)?;
+        let z = tensor4("z", &z, &self.device.device)?;
         let out = py.detach(|| self.inner.decode(z)).map_err(to_py_err)?;
         out4(py, out)
     }
@@ -105,10 +119,17 @@ impl AutoencoderKL {
 #[pyclass(name = "DiagonalGaussianDistribution", module = "vton", frozen)]
 struct DiagonalGaussian {
     inner: CoreGaussian,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl DiagonalGaussian {
+    /// The device of the posterior's tensors (the autoencoder's).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     #[getter]
     fn mean<'py>(&self, py: Python<'py>) -> Out<'py> {
         out4(py, self.inner.mean.clone())
@@ -144,7 +165,7 @@ impl DiagonalGaussian {
         let t = match noise {
             Some(n) => self
                 .inner
-                .sample_with(tensor4("noise", &n)?)
+                .sample_with(tensor4("noise", &n, &self.device.device)?)
                 .map_err(to_py_err)?,
             None => self.inner.sample(seed),
         };
@@ -156,6 +177,7 @@ impl DiagonalGaussian {
 #[pyclass(name = "UNet2DConditionModel", module = "vton", frozen)]
 struct UNet2DConditionModel {
     inner: CoreUNet,
+    device: PyDevice,
 }
 
 fn timesteps_from(t: &Bound<'_, PyAny>) -> PyResult<Timesteps> {
@@ -180,13 +202,22 @@ fn timesteps_from(t: &Bound<'_, PyAny>) -> PyResult<Timesteps> {
 
 #[pymethods]
 impl UNet2DConditionModel {
-    /// Loads a diffusers folder (`config.json` + weights) or a pipeline folder with `unet/`.
+    /// Loads a diffusers folder (`config.json` + weights) or a pipeline folder with `unet/`
+    /// onto `device`.
     #[staticmethod]
-    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, device="cpu"))]
+    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inner = py
-            .detach(|| CoreUNet::from_pretrained(&path, &default_device()))
+            .detach(|| CoreUNet::from_pretrained(&path, &device.device))
             .map_err(to_py_err)?;
-        Ok(UNet2DConditionModel { inner })
+        Ok(UNet2DConditionModel { inner, device })
+    }
+
+    /// The device the model is on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     /// `unet(sample, timestep, encoder_hidden_states=None)` -> the prediction
@@ -199,10 +230,11 @@ impl UNet2DConditionModel {
         timestep: &Bound<'py, PyAny>,
         encoder_hidden_states: Option<PyReadonlyArrayDyn<'py, f32>>,
     ) -> Out<'py> {
-        let x = tensor4("sample", &sample)?;
+        let dev = &self.device.device;
+        let x = tensor4("sample", &sample, dev)?;
         let t = timesteps_from(timestep)?;
         let e = match encoder_hidden_states {
-            Some(e) => Some(tensor3("encoder_hidden_states", &e)?),
+            Some(e) => Some(tensor3("encoder_hidden_states", &e, dev)?),
             None => None,
         };
         let out = py
@@ -229,12 +261,15 @@ impl UNet2DConditionModel {
 #[pyclass(name = "_Scheduler", module = "vton._vton", frozen)]
 struct Scheduler {
     inner: Mutex<Box<dyn CoreScheduler>>,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl Scheduler {
     #[new]
-    fn new(config_json: &str) -> PyResult<Self> {
+    #[pyo3(signature = (config_json, *, device="cpu"))]
+    fn new(config_json: &str, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let text = vton_core::models::pretrained::python_json(config_json);
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             to_py_err(VtonError::Json {
@@ -244,7 +279,14 @@ impl Scheduler {
         })?;
         Ok(Scheduler {
             inner: Mutex::new(scheduler_from_config(&v).map_err(to_py_err)?),
+            device,
         })
+    }
+
+    /// The device the steps compute on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     fn set_timesteps(&self, n: usize) -> PyResult<()> {
@@ -270,10 +312,11 @@ impl Scheduler {
         variance_noise: Option<PyReadonlyArrayDyn<'py, f32>>,
         seed: u64,
     ) -> Out<'py> {
-        let m = tensor4("model_output", &model_output)?;
-        let s = tensor4("sample", &sample)?;
+        let dev = &self.device.device;
+        let m = tensor4("model_output", &model_output, dev)?;
+        let s = tensor4("sample", &sample, dev)?;
         let v = match variance_noise {
-            Some(v) => Some(tensor4("variance_noise", &v)?),
+            Some(v) => Some(tensor4("variance_noise", &v, dev)?),
             None => None,
         };
         let mut guard = lock(&self.inner)?;
@@ -291,8 +334,9 @@ impl Scheduler {
         noise: PyReadonlyArrayDyn<'py, f32>,
         timesteps: Vec<i64>,
     ) -> Out<'py> {
-        let o = tensor4("original_samples", &original)?;
-        let n = tensor4("noise", &noise)?;
+        let dev = &self.device.device;
+        let o = tensor4("original_samples", &original, dev)?;
+        let n = tensor4("noise", &noise, dev)?;
         let out = lock(&self.inner)?
             .add_noise(o, n, &timesteps)
             .map_err(to_py_err)?;
@@ -342,6 +386,7 @@ fn options(
     eta: f32,
     noise: Option<PyReadonlyArrayDyn<'_, f32>>,
     keep_unmasked: bool,
+    device: &Device,
 ) -> PyResult<SamplingOptions> {
     Ok(SamplingOptions {
         steps,
@@ -349,7 +394,7 @@ fn options(
         seed,
         eta,
         initial_noise: match noise {
-            Some(n) => Some(tensor4("noise", &n)?),
+            Some(n) => Some(tensor4("noise", &n, device)?),
             None => None,
         },
         keep_unmasked,
@@ -360,27 +405,38 @@ fn options(
 #[pyclass(name = "CatVTONPipeline", module = "vton", frozen)]
 struct CatVTONPipeline {
     inner: Mutex<CorePipe>,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl CatVTONPipeline {
     /// `base_path`: a diffusers inpainting pipeline folder (`vae/`, `unet/`, `scheduler/`);
-    /// `attn_checkpoint`: CatVTON's attention weights (file or folder).
+    /// `attn_checkpoint`: CatVTON's attention weights (file or folder); `device`: where the
+    /// models are loaded and every call computes.
     #[staticmethod]
-    #[pyo3(signature = (base_path, attn_checkpoint=None))]
+    #[pyo3(signature = (base_path, attn_checkpoint=None, *, device="cpu"))]
     fn from_pretrained(
         py: Python<'_>,
         base_path: std::path::PathBuf,
         attn_checkpoint: Option<std::path::PathBuf>,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inner = py
             .detach(|| {
-                CorePipe::from_pretrained(&base_path, attn_checkpoint.as_deref(), &default_device())
+                CorePipe::from_pretrained(&base_path, attn_checkpoint.as_deref(), &device.device)
             })
             .map_err(to_py_err)?;
         Ok(CatVTONPipeline {
             inner: Mutex::new(inner),
+            device,
         })
+    }
+
+    /// The device the pipeline's models are on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     /// `person`, `garment` `(B, 3, H, W)` and `mask` `(B, 1, H, W)` in `[0, 1]`.
@@ -400,12 +456,13 @@ impl CatVTONPipeline {
         noise: Option<PyReadonlyArrayDyn<'py, f32>>,
         keep_unmasked: bool,
     ) -> Out<'py> {
+        let dev = &self.device.device;
         let (p, g, m) = (
-            tensor4("person", &person)?,
-            tensor4("garment", &garment)?,
-            tensor4("mask", &mask)?,
+            tensor4("person", &person, dev)?,
+            tensor4("garment", &garment, dev)?,
+            tensor4("mask", &mask, dev)?,
         );
-        let opts = options(steps, guidance, seed, eta, noise, keep_unmasked)?;
+        let opts = options(steps, guidance, seed, eta, noise, keep_unmasked, dev)?;
         let mut guard = lock(&self.inner)?;
         let pipe: &mut CorePipe = &mut guard;
         let out = run_with_callback(py, callback, |cb| pipe.run(p, g, m, &opts, cb))?;
@@ -417,18 +474,34 @@ impl CatVTONPipeline {
 #[pyclass(name = "InpaintTryOnPipeline", module = "vton", frozen)]
 struct InpaintTryOnPipeline {
     inner: Mutex<CoreInpaint>,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl InpaintTryOnPipeline {
+    /// `base_path`: a diffusers inpainting pipeline folder; `device`: where the models are
+    /// loaded and every call computes.
     #[staticmethod]
-    fn from_pretrained(py: Python<'_>, base_path: std::path::PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (base_path, *, device="cpu"))]
+    fn from_pretrained(
+        py: Python<'_>,
+        base_path: std::path::PathBuf,
+        device: &str,
+    ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inner = py
-            .detach(|| CoreInpaint::from_pretrained(&base_path, &default_device()))
+            .detach(|| CoreInpaint::from_pretrained(&base_path, &device.device))
             .map_err(to_py_err)?;
         Ok(InpaintTryOnPipeline {
             inner: Mutex::new(inner),
+            device,
         })
+    }
+
+    /// The device the pipeline's models are on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     /// `person` `(B, 3, H, W)`, `mask` `(B, 1, H, W)`, `warped_garment`, `warped_mask`;
@@ -452,18 +525,19 @@ impl InpaintTryOnPipeline {
         noise: Option<PyReadonlyArrayDyn<'py, f32>>,
         keep_unmasked: bool,
     ) -> Out<'py> {
+        let dev = &self.device.device;
         let inputs = InpaintInputs {
-            person: tensor4("person", &person)?,
-            mask: tensor4("mask", &mask)?,
-            warped_garment: tensor4("warped_garment", &warped_garment)?,
-            warped_mask: tensor4("warped_mask", &warped_mask)?,
+            person: tensor4("person", &person, dev)?,
+            mask: tensor4("mask", &mask, dev)?,
+            warped_garment: tensor4("warped_garment", &warped_garment, dev)?,
+            warped_mask: tensor4("warped_mask", &warped_mask, dev)?,
             encoder_hidden_states: match encoder_hidden_states {
-                Some(e) => Some(tensor3("encoder_hidden_states", &e)?),
+                Some(e) => Some(tensor3("encoder_hidden_states", &e, dev)?),
                 None => None,
             },
             start_from_warped: strength,
         };
-        let opts = options(steps, guidance, seed, eta, noise, keep_unmasked)?;
+        let opts = options(steps, guidance, seed, eta, noise, keep_unmasked, dev)?;
         let mut guard = lock(&self.inner)?;
         let pipe: &mut CoreInpaint = &mut guard;
         let out = run_with_callback(py, callback, |cb| pipe.run(&inputs, &opts, cb))?;

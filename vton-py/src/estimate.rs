@@ -1,9 +1,9 @@
 //! Raw-photo analysis for Python: pose estimation and person masks (the bundled MediaPipe
-//! models, loaded once per process), selfie segmentation, `.tflite` models and SCHP
-//! human parsing. Re-exported by `python/vton` (`estimate_pose`, `segment_person`,
+//! models, loaded once per process and device), selfie segmentation, `.tflite` models and
+//! SCHP human parsing. Re-exported by `python/vton` (`estimate_pose`, `segment_person`,
 //! `TFLiteModel`, `HumanParser`), where images are converted.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::{Array2, IxDyn};
 use numpy::{IntoPyArray, PyReadonlyArrayDyn};
@@ -14,40 +14,59 @@ use vton_core::io::PersonSelection;
 use vton_core::pipelines::parsing::{HumanParser as CoreParser, HumanParserOptions};
 use vton_core::pipelines::preprocess::Preprocessor;
 use vton_core::tflite::{HostTensor, TfliteModel};
-use vton_core::{default_device, VtonError};
+use vton_core::VtonError;
 
-use crate::{bad, image_from, mask_to_py, shape_of, to_py_err, to_vec};
+use crate::{bad, image_from, mask_to_py, shape_of, to_py_err, to_vec, PyDevice};
 
-/// Returns the value of `cell`, building it on first use. A failed build is not cached
-/// (the next call tries again); two threads racing may both build, one value is kept.
+/// Models built once per device (keyed by the canonical device name).
+type PerDevice<T> = Mutex<Vec<(String, Arc<T>)>>;
+
+/// Returns the value of `cache` for `device`, building it on first use on that device. A
+/// failed build is not cached (the next call tries again); two threads racing may both
+/// build, one value is kept.
 fn cached<T>(
-    cell: &'static OnceLock<T>,
+    cache: &'static PerDevice<T>,
+    device: &PyDevice,
     make: impl FnOnce() -> vton_core::Result<T>,
-) -> vton_core::Result<&'static T> {
-    if let Some(v) = cell.get() {
+) -> vton_core::Result<Arc<T>> {
+    let lookup = || -> vton_core::Result<Option<Arc<T>>> {
+        let guard = cache.lock().map_err(|_| VtonError::Backend {
+            operation: "model cache".into(),
+            message: "a previous call panicked while holding the cache".into(),
+        })?;
+        Ok(guard
+            .iter()
+            .find(|(k, _)| *k == device.name)
+            .map(|(_, v)| v.clone()))
+    };
+    if let Some(v) = lookup()? {
         return Ok(v);
     }
-    let v = make()?;
-    let _ = cell.set(v);
-    cell.get().ok_or_else(|| VtonError::Backend {
+    let v = Arc::new(make()?);
+    let mut guard = cache.lock().map_err(|_| VtonError::Backend {
         operation: "model cache".into(),
-        message: "value vanished after initialisation".into(),
-    })
+        message: "a previous call panicked while holding the cache".into(),
+    })?;
+    if let Some((_, kept)) = guard.iter().find(|(k, _)| *k == device.name) {
+        return Ok(kept.clone());
+    }
+    guard.push((device.name.clone(), v.clone()));
+    Ok(v)
 }
 
-/// The process-wide preprocessor on the bundled pose models (no parser), used by
-/// `estimate_pose` and by `try_on` when keypoints or masks are missing.
-pub(crate) fn preprocessor() -> vton_core::Result<&'static Preprocessor> {
-    static CELL: OnceLock<Preprocessor> = OnceLock::new();
-    cached(&CELL, || Preprocessor::bundled(&default_device()))
+/// The process-wide preprocessor on the bundled pose models (no parser) for `device`, used
+/// by `estimate_pose` and by `try_on` when keypoints or masks are missing.
+pub(crate) fn preprocessor(device: &PyDevice) -> vton_core::Result<Arc<Preprocessor>> {
+    static CACHE: PerDevice<Preprocessor> = Mutex::new(Vec::new());
+    cached(&CACHE, device, || Preprocessor::bundled(&device.device))
 }
 
-fn segmenter(landscape: bool) -> vton_core::Result<&'static SelfieSegmenter> {
-    static GENERAL: OnceLock<SelfieSegmenter> = OnceLock::new();
-    static LANDSCAPE: OnceLock<SelfieSegmenter> = OnceLock::new();
-    let cell = if landscape { &LANDSCAPE } else { &GENERAL };
-    cached(cell, || {
-        SelfieSegmenter::bundled(&default_device(), landscape)
+fn segmenter(landscape: bool, device: &PyDevice) -> vton_core::Result<Arc<SelfieSegmenter>> {
+    static GENERAL: PerDevice<SelfieSegmenter> = Mutex::new(Vec::new());
+    static LANDSCAPE: PerDevice<SelfieSegmenter> = Mutex::new(Vec::new());
+    let cache = if landscape { &LANDSCAPE } else { &GENERAL };
+    cached(cache, device, || {
+        SelfieSegmenter::bundled(&device.device, landscape)
     })
 }
 
@@ -118,18 +137,21 @@ impl PyPoseEstimate {
     }
 }
 
-/// Estimates the pose and person mask of one person in an (H, W, 3) float32 RGB array.
+/// Estimates the pose and person mask of one person in an (H, W, 3) float32 RGB array,
+/// with the bundled models on `device` (loaded once per device).
 #[pyfunction]
-#[pyo3(signature = (image, person=None))]
+#[pyo3(signature = (image, person=None, *, device="cpu"))]
 fn estimate_pose(
     py: Python<'_>,
     image: PyReadonlyArrayDyn<'_, f32>,
     person: Option<i64>,
+    device: &str,
 ) -> PyResult<PyPoseEstimate> {
+    let dev = PyDevice::parse(device)?;
     let sel = selection(person)?;
     let img = image_from("image", &image)?;
     let est = py
-        .detach(|| preprocessor()?.pose_estimator().estimate_one(&img, sel))
+        .detach(|| preprocessor(&dev)?.pose_estimator().estimate_one(&img, sel))
         .map_err(to_py_err)?;
     let mask = est.mask.clone().ok_or_else(|| {
         to_py_err(VtonError::Numerical {
@@ -147,17 +169,20 @@ fn estimate_pose(
     })
 }
 
-/// MediaPipe selfie segmentation of an (H, W, 3) float32 RGB array -> (H, W) in [0, 1].
+/// MediaPipe selfie segmentation of an (H, W, 3) float32 RGB array -> (H, W) in [0, 1],
+/// on `device` (the model loaded once per device).
 #[pyfunction]
-#[pyo3(signature = (image, landscape=false))]
+#[pyo3(signature = (image, landscape=false, *, device="cpu"))]
 fn segment_person<'py>(
     py: Python<'py>,
     image: PyReadonlyArrayDyn<'py, f32>,
     landscape: bool,
+    device: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let dev = PyDevice::parse(device)?;
     let img = image_from("image", &image)?;
     let m = py
-        .detach(|| segmenter(landscape)?.segment(&img))
+        .detach(|| segmenter(landscape, &dev)?.segment(&img))
         .map_err(to_py_err)?;
     mask_to_py(py, m)
 }
@@ -166,16 +191,25 @@ fn segment_person<'py>(
 #[pyclass(name = "_TFLiteModel", module = "vton", frozen)]
 struct PyTfliteModel {
     inner: TfliteModel,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl PyTfliteModel {
     #[new]
-    fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, device="cpu"))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inner = py
-            .detach(|| TfliteModel::from_file(&path, &default_device()))
+            .detach(|| TfliteModel::from_file(&path, &device.device))
             .map_err(to_py_err)?;
-        Ok(Self { inner })
+        Ok(Self { inner, device })
+    }
+
+    /// The device the graph runs on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     #[getter]
@@ -233,22 +267,25 @@ impl PyTfliteModel {
 #[pyclass(name = "_HumanParser", module = "vton", frozen)]
 pub(crate) struct PyHumanParser {
     pub(crate) inner: CoreParser,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl PyHumanParser {
     #[staticmethod]
-    #[pyo3(signature = (path, input_height=473, input_width=473, flip=false))]
+    #[pyo3(signature = (path, input_height=473, input_width=473, flip=false, *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         path: std::path::PathBuf,
         input_height: usize,
         input_width: usize,
         flip: bool,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inner = py
             .detach(|| {
-                CoreParser::from_checkpoint(&path, &default_device())?.with_options(
+                CoreParser::from_checkpoint(&path, &device.device)?.with_options(
                     HumanParserOptions {
                         input_height,
                         input_width,
@@ -257,7 +294,13 @@ impl PyHumanParser {
                 )
             })
             .map_err(to_py_err)?;
-        Ok(Self { inner })
+        Ok(Self { inner, device })
+    }
+
+    /// The device the network runs on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     #[getter]

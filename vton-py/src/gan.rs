@@ -1,12 +1,12 @@
 //! CP-VTON+ and HR-VITON from Python, with the original constructor argument names:
 //! `GMM`, `TOM`, `ConditionGenerator`, `HRVitonGenerator` and the two pipelines.
-//! Arrays are float32 NCHW; grids and flows NHWC `(x, y)`.
+//! Arrays are float32 NCHW; grids and flows NHWC `(x, y)`. Every loader takes a keyword
+//! `device="cpu"`; the object keeps it and computes there.
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use vton_core::burn::tensor::Tensor;
-use vton_core::default_device;
 use vton_core::io::image::tensor_to_vec;
 use vton_core::io::{Mask, ParseMap, Pose, RgbImage};
 use vton_core::models::cpvton::{Gmm, GmmConfig, Tom, TomConfig};
@@ -22,7 +22,7 @@ use vton_core::pipelines::hrviton::{
 
 use crate::{
     bad, dyn_out, image_from, image_to_py, mask_from, mask_to_py, shape_of, tensor4, to_py_err,
-    to_vec,
+    to_vec, PyDevice,
 };
 
 type Out<'py> = PyResult<Bound<'py, PyArrayDyn<f32>>>;
@@ -108,26 +108,35 @@ fn gen_config(
 #[pyclass(name = "GMM", module = "vton", frozen)]
 struct GMM {
     inner: Gmm,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl GMM {
+    /// The device the model is on and computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     /// Loads `gmm_final.pth` (state dict under the original keys; `module.` prefixes and
     /// the legacy format accepted). Widths come from the checkpoint.
     #[staticmethod]
-    #[pyo3(signature = (path, grid_size=5, fine_height=256, fine_width=192))]
+    #[pyo3(signature = (path, grid_size=5, fine_height=256, fine_width=192, *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         path: std::path::PathBuf,
         grid_size: usize,
         fine_height: usize,
         fine_width: usize,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let cfg = gmm_config(grid_size, fine_height, fine_width);
         let inner = py
-            .detach(|| Gmm::from_checkpoint(&path, cfg, &default_device()))
+            .detach(|| Gmm::from_checkpoint(&path, cfg, &device.device))
             .map_err(to_py_err)?;
-        Ok(GMM { inner })
+        Ok(GMM { inner, device })
     }
 
     /// `gmm(agnostic (N, 22, H, W), cloth_mask (N, 1, H, W))` -> `(grid (N, H, W, 2), theta (N, 2 * grid_size**2))`.
@@ -137,9 +146,10 @@ impl GMM {
         agnostic: PyReadonlyArrayDyn<'py, f32>,
         cloth_mask: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let dev = &self.device.device;
         let (a, m) = (
-            tensor4("agnostic", &agnostic)?,
-            tensor4("cloth_mask", &cloth_mask)?,
+            tensor4("agnostic", &agnostic, dev)?,
+            tensor4("cloth_mask", &cloth_mask, dev)?,
         );
         let o = py.detach(|| self.inner.forward(a, m)).map_err(to_py_err)?;
         let [b, t] = o.theta.dims();
@@ -160,13 +170,21 @@ impl GMM {
 #[pyclass(name = "TOM", module = "vton", frozen)]
 struct TOM {
     inner: Tom,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl TOM {
+    /// The device the model is on and computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     /// Loads `tom_final.pth` with `UnetGenerator`'s arguments.
     #[staticmethod]
-    #[pyo3(signature = (path, input_nc=26, output_nc=4, num_downs=6, ngf=64, norm_layer="instance"))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path, input_nc=26, output_nc=4, num_downs=6, ngf=64, norm_layer="instance", *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         path: std::path::PathBuf,
@@ -175,12 +193,14 @@ impl TOM {
         num_downs: usize,
         ngf: usize,
         norm_layer: &str,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let cfg = tom_config(input_nc, output_nc, num_downs, ngf, norm_layer)?;
         let inner = py
-            .detach(|| Tom::from_checkpoint(&path, cfg, &default_device()))
+            .detach(|| Tom::from_checkpoint(&path, cfg, &device.device))
             .map_err(to_py_err)?;
-        Ok(TOM { inner })
+        Ok(TOM { inner, device })
     }
 
     /// `tom(agnostic, warped_cloth, warped_mask)` -> `(p_rendered, m_composite, p_tryon)`.
@@ -191,9 +211,10 @@ impl TOM {
         warped_cloth: PyReadonlyArrayDyn<'py, f32>,
         warped_mask: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let a = tensor4("agnostic", &agnostic)?;
-        let c = tensor4("warped_cloth", &warped_cloth)?;
-        let m = tensor4("warped_mask", &warped_mask)?;
+        let dev = &self.device.device;
+        let a = tensor4("agnostic", &agnostic, dev)?;
+        let c = tensor4("warped_cloth", &warped_cloth, dev)?;
+        let m = tensor4("warped_mask", &warped_mask, dev)?;
         let o = py
             .detach(|| self.inner.forward(a, c, m))
             .map_err(to_py_err)?;
@@ -220,15 +241,22 @@ impl TOM {
 #[pyclass(name = "ConditionGenerator", module = "vton", frozen)]
 struct ConditionGenerator {
     inner: CoreTocg,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl ConditionGenerator {
+    /// The device the model is on and computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     /// Loads `mtviton.pth` with the constructor's and `opt`'s names.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (path, input1_nc=4, input2_nc=16, output_nc=13, ngf=96, norm_layer="batch",
-                        warp_feature="T1", out_layer="relu", upsample="bilinear"))]
+                        warp_feature="T1", out_layer="relu", upsample="bilinear", *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         path: std::path::PathBuf,
@@ -240,7 +268,9 @@ impl ConditionGenerator {
         warp_feature: &str,
         out_layer: &str,
         upsample: &str,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let cfg = tocg_config(
             input1_nc,
             input2_nc,
@@ -252,9 +282,9 @@ impl ConditionGenerator {
             upsample,
         )?;
         let (inner, _) = py
-            .detach(|| CoreTocg::from_checkpoint(&path, cfg, &default_device()))
+            .detach(|| CoreTocg::from_checkpoint(&path, cfg, &device.device))
             .map_err(to_py_err)?;
-        Ok(ConditionGenerator { inner })
+        Ok(ConditionGenerator { inner, device })
     }
 
     /// `tocg(input1, input2)` -> `(flow_list, fake_segmap, warped_cloth, warped_cloth_mask)`.
@@ -264,7 +294,11 @@ impl ConditionGenerator {
         input1: PyReadonlyArrayDyn<'py, f32>,
         input2: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let (a, b) = (tensor4("input1", &input1)?, tensor4("input2", &input2)?);
+        let dev = &self.device.device;
+        let (a, b) = (
+            tensor4("input1", &input1, dev)?,
+            tensor4("input2", &input2, dev)?,
+        );
         let o = py.detach(|| self.inner.forward(a, b)).map_err(to_py_err)?;
         let flows = o
             .flow_list
@@ -288,15 +322,22 @@ impl ConditionGenerator {
 #[pyclass(name = "HRVitonGenerator", module = "vton", frozen)]
 struct HRVitonGenerator {
     inner: CoreGen,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl HRVitonGenerator {
+    /// The device the model is on and computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     /// Loads `gen.pth` (released key names or renamed ones) with `opt`'s names.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (path, input_nc=9, ngf=64, norm_G="spectralaliasinstance",
-                        num_upsampling_layers="most", gen_semantic_nc=7, fine_height=1024, fine_width=768))]
+                        num_upsampling_layers="most", gen_semantic_nc=7, fine_height=1024, fine_width=768, *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         path: std::path::PathBuf,
@@ -307,7 +348,9 @@ impl HRVitonGenerator {
         gen_semantic_nc: usize,
         fine_height: usize,
         fine_width: usize,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let cfg = gen_config(
             input_nc,
             ngf,
@@ -318,9 +361,9 @@ impl HRVitonGenerator {
             fine_width,
         )?;
         let inner = py
-            .detach(|| CoreGen::from_checkpoint(&path, cfg, &default_device()))
+            .detach(|| CoreGen::from_checkpoint(&path, cfg, &device.device))
             .map_err(to_py_err)?;
-        Ok(HRVitonGenerator { inner })
+        Ok(HRVitonGenerator { inner, device })
     }
 
     /// `gen(x, seg)` -> image `(N, 3, H, W)` in [-1, 1]. The norms' noise is drawn from
@@ -333,7 +376,8 @@ impl HRVitonGenerator {
         seg: PyReadonlyArrayDyn<'py, f32>,
         seed: Option<u64>,
     ) -> Out<'py> {
-        let (x, s) = (tensor4("x", &x)?, tensor4("seg", &seg)?);
+        let dev = &self.device.device;
+        let (x, s) = (tensor4("x", &x, dev)?, tensor4("seg", &seg, dev)?);
         let o = py
             .detach(|| self.inner.forward(x, s, &mut noise(seed)))
             .map_err(to_py_err)?;
@@ -345,6 +389,7 @@ impl HRVitonGenerator {
 #[pyclass(name = "_CPVTONPipeline", module = "vton", frozen)]
 struct CPVTONPipeline {
     inner: CoreCp,
+    device: PyDevice,
 }
 
 fn parse_from(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<ParseMap> {
@@ -365,10 +410,16 @@ fn parse_from(a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<ParseMap> {
 
 #[pymethods]
 impl CPVTONPipeline {
+    /// The device the model is on and computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (gmm_path, tom_path, grid_size=5, fine_height=256, fine_width=192,
-                        ngf=64, norm_layer="instance", align_corners=true, radius=5))]
+                        ngf=64, norm_layer="instance", align_corners=true, radius=5, *, device="cpu"))]
     fn from_checkpoints(
         py: Python<'_>,
         gmm_path: std::path::PathBuf,
@@ -380,7 +431,9 @@ impl CPVTONPipeline {
         norm_layer: &str,
         align_corners: bool,
         radius: usize,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let g = gmm_config(grid_size, fine_height, fine_width);
         let t = tom_config(26, 4, 6, ngf, norm_layer)?;
         let o = CpvtonOptions {
@@ -388,9 +441,9 @@ impl CPVTONPipeline {
             radius,
         };
         let inner = py
-            .detach(|| CoreCp::from_checkpoints(&gmm_path, &tom_path, g, t, o, &default_device()))
+            .detach(|| CoreCp::from_checkpoints(&gmm_path, &tom_path, g, t, o, &device.device))
             .map_err(to_py_err)?;
-        Ok(CPVTONPipeline { inner })
+        Ok(CPVTONPipeline { inner, device })
     }
 
     /// Images in [0, 1] (H, W, 3), masks (H, W), keypoints (25, 3) -> dict of arrays.
@@ -419,7 +472,7 @@ impl CPVTONPipeline {
         let r = py
             .detach(|| {
                 let p = CpvtonPerson::prepare(&person, &pose, parse.as_ref(), pm.as_ref(), w, h)?;
-                self.inner.try_on(&p, &cloth, &cm, &default_device())
+                self.inner.try_on(&p, &cloth, &cm, &self.device.device)
             })
             .map_err(to_py_err)?;
         let d = PyDict::new(py);
@@ -440,10 +493,11 @@ impl CPVTONPipeline {
         cloth: PyReadonlyArrayDyn<'py, f32>,
         cloth_mask: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let ag = tensor4("agnostic_gmm", &agnostic_gmm)?;
-        let at = tensor4("agnostic_tom", &agnostic_tom)?;
-        let c = tensor4("cloth", &cloth)?;
-        let m = tensor4("cloth_mask", &cloth_mask)?;
+        let dev = &self.device.device;
+        let ag = tensor4("agnostic_gmm", &agnostic_gmm, dev)?;
+        let at = tensor4("agnostic_tom", &agnostic_tom, dev)?;
+        let c = tensor4("cloth", &cloth, dev)?;
+        let m = tensor4("cloth_mask", &cloth_mask, dev)?;
         let o = py
             .detach(|| self.inner.run(ag, at, c, m))
             .map_err(to_py_err)?;
@@ -467,14 +521,21 @@ impl CPVTONPipeline {
 #[pyclass(name = "_HRVitonPipeline", module = "vton", frozen)]
 struct HRVitonPipeline {
     inner: CoreHr,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl HRVitonPipeline {
+    /// The device the model is on and computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
+    }
+
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (tocg_path, gen_path, tocg_ngf=96, ngf=64, fine_height=1024, fine_width=768,
-                        norm_G="spectralaliasinstance", num_upsampling_layers="most", occlusion=true))]
+                        norm_G="spectralaliasinstance", num_upsampling_layers="most", occlusion=true, *, device="cpu"))]
     fn from_checkpoints(
         py: Python<'_>,
         tocg_path: std::path::PathBuf,
@@ -486,7 +547,9 @@ impl HRVitonPipeline {
         #[allow(non_snake_case)] norm_G: &str,
         num_upsampling_layers: &str,
         occlusion: bool,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let tc = ConditionGeneratorConfig {
             ngf: tocg_ngf,
             ..ConditionGeneratorConfig::default()
@@ -505,11 +568,9 @@ impl HRVitonPipeline {
             ..HRVitonOptions::default()
         };
         let inner = py
-            .detach(|| {
-                CoreHr::from_checkpoints(&tocg_path, &gen_path, tc, gc, o, &default_device())
-            })
+            .detach(|| CoreHr::from_checkpoints(&tocg_path, &gen_path, tc, gc, o, &device.device))
             .map_err(to_py_err)?;
-        Ok(HRVitonPipeline { inner })
+        Ok(HRVitonPipeline { inner, device })
     }
 
     #[getter]
@@ -540,7 +601,7 @@ impl HRVitonPipeline {
         let r = py
             .detach(|| {
                 self.inner
-                    .try_on(&images, &mut noise(seed), &default_device())
+                    .try_on(&images, &mut noise(seed), &self.device.device)
             })
             .map_err(to_py_err)?;
         let d = PyDict::new(py);
@@ -563,12 +624,13 @@ impl HRVitonPipeline {
         agnostic: PyReadonlyArrayDyn<'py, f32>,
         seed: Option<u64>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let dev = &self.device.device;
         let inputs = HRVitonInputs {
-            cloth: tensor4("cloth", &cloth)?,
-            cloth_mask: tensor4("cloth_mask", &cloth_mask)?,
-            parse_agnostic: tensor4("parse_agnostic", &parse_agnostic)?,
-            densepose: tensor4("densepose", &densepose)?,
-            agnostic: tensor4("agnostic", &agnostic)?,
+            cloth: tensor4("cloth", &cloth, dev)?,
+            cloth_mask: tensor4("cloth_mask", &cloth_mask, dev)?,
+            parse_agnostic: tensor4("parse_agnostic", &parse_agnostic, dev)?,
+            densepose: tensor4("densepose", &densepose, dev)?,
+            agnostic: tensor4("agnostic", &agnostic, dev)?,
         };
         let o = py
             .detach(|| self.inner.run(&inputs, &mut noise(seed)))

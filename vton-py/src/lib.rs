@@ -13,9 +13,9 @@ use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs};
 use vton_core::pipelines::parsing::HumanParser;
 use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
 use vton_core::warp::{grid_sample as core_grid_sample, GridSampleOptions, TpsGridGen as CoreTps};
-use vton_core::{default_device, VtonError};
+use vton_core::{device_from_name, VtonError};
 
-use vton_core::burn::tensor::{Tensor, TensorData};
+use vton_core::burn::tensor::{Device, Tensor, TensorData};
 
 mod diffusion;
 mod estimate;
@@ -49,6 +49,93 @@ pub(crate) fn to_py_err(e: VtonError) -> PyErr {
             Err(err) => err,
         },
     )
+}
+
+/// The backends this build of the extension can run on, probed through
+/// [`device_from_name`] (a backend that was not compiled in is `VtonError::Unsupported`;
+/// building a GPU device handle is lazy, so nothing is initialised here).
+pub(crate) fn backends() -> Vec<&'static str> {
+    let mut out = vec!["cpu"];
+    for kind in ["wgpu", "cuda"] {
+        if !matches!(device_from_name(kind), Err(VtonError::Unsupported { .. })) {
+            out.push(kind);
+        }
+    }
+    out
+}
+
+/// The canonical name of a device name `device_from_name` accepted: `cpu` (also for
+/// `flex`), `wgpu` (the default adapter) or `wgpu:N`, `cuda:N` (`cuda` is `cuda:0`).
+fn canonical_device_name(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    let (kind, index) = match lower.split_once(':') {
+        Some((k, i)) => (k.to_string(), i.parse::<usize>().ok()),
+        None => (lower.clone(), None),
+    };
+    match (kind.as_str(), index) {
+        ("cpu" | "flex", _) => "cpu".into(),
+        ("wgpu", None) => "wgpu".into(),
+        ("cuda", None) => "cuda:0".into(),
+        (k, Some(i)) => format!("{k}:{i}"),
+        (k, None) => k.into(),
+    }
+}
+
+/// A compute device chosen by name (the names of the CLI's `--device`), kept by every
+/// binding object: `device` is where its model lives and where the tensors made from
+/// numpy arrays go, `name` its canonical name (the `device` property).
+#[derive(Clone)]
+pub(crate) struct PyDevice {
+    pub(crate) device: Device,
+    pub(crate) name: String,
+}
+
+impl PyDevice {
+    /// Parses a `device=` argument once. An unknown name is `InvalidInputError` and a
+    /// backend this build lacks `UnsupportedError` (through [`to_py_err`]), both naming the
+    /// accepted names and the backends compiled in.
+    pub(crate) fn parse(name: &str) -> PyResult<Self> {
+        let compiled = backends().join(", ");
+        let accepted = "'cpu' (alias 'flex'), 'wgpu', 'wgpu:N', 'cuda', 'cuda:N'";
+        let canonical = canonical_device_name(name);
+        let device = device_from_name(name).map_err(|e| {
+            to_py_err(match e {
+                VtonError::InvalidArgument { message, .. } => VtonError::invalid(
+                    "device",
+                    format!("{message}; accepted: {accepted}; backends in this build: {compiled}"),
+                ),
+                VtonError::Unsupported { .. } => {
+                    let kind = canonical.split(':').next().unwrap_or_default();
+                    VtonError::Unsupported {
+                        what: format!(
+                            "device '{name}': this build of vton has no {kind} backend (backends \
+                             in this build: {compiled}; build the extension with `maturin build \
+                             --release --features {kind}`)"
+                        ),
+                    }
+                }
+                other => other,
+            })
+        })?;
+        Ok(PyDevice {
+            device,
+            name: canonical,
+        })
+    }
+}
+
+/// The backends compiled into this build: `["cpu"]`, plus `"wgpu"` / `"cuda"` for a wheel
+/// built with those features.
+#[pyfunction]
+fn compiled_backends() -> Vec<&'static str> {
+    backends()
+}
+
+/// The canonical name of a device (`"cuda"` -> `"cuda:0"`, `"flex"` -> `"cpu"`); raises
+/// like every `device=` argument for a name this build cannot use.
+#[pyfunction]
+fn _device_name(device: &str) -> PyResult<String> {
+    Ok(PyDevice::parse(device)?.name)
 }
 
 pub(crate) fn bad(msg: String) -> PyErr {
@@ -120,9 +207,9 @@ fn read_keypoints<'py>(
 ///
 /// Keypoints and the person mask are estimated with the bundled pose models when not
 /// given (given inputs take precedence); with a `parser`, a missing parse map is
-/// estimated too.
+/// estimated too. `device` runs the warp (and the pose models, cached per device) there.
 #[pyfunction]
-#[pyo3(signature = (person, garment, keypoints=None, person_mask=None, garment_mask=None, parse=None, parser=None))]
+#[pyo3(signature = (person, garment, keypoints=None, person_mask=None, garment_mask=None, parse=None, parser=None, *, device="cpu"))]
 #[allow(clippy::too_many_arguments)]
 fn _try_on<'py>(
     py: Python<'py>,
@@ -133,7 +220,9 @@ fn _try_on<'py>(
     garment_mask: Option<PyReadonlyArrayDyn<'py, f32>>,
     parse: Option<PyReadonlyArrayDyn<'py, f32>>,
     parser: Option<Bound<'py, estimate::PyHumanParser>>,
+    device: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let dev = PyDevice::parse(device)?;
     let pose = match keypoints {
         Some(k) => {
             let ks = shape_of(&k);
@@ -183,8 +272,8 @@ fn _try_on<'py>(
     let parser = parser.as_ref().map(|p| &p.get().inner);
     let out = py
         .detach(|| {
-            let inputs = complete_inputs(partial, parser)?;
-            GeometricTryOn::default().run(&inputs, &default_device())
+            let inputs = complete_inputs(partial, parser, &dev)?;
+            GeometricTryOn::default().run(&inputs, &dev.device)
         })
         .map_err(to_py_err)?;
     let d = PyDict::new(py);
@@ -197,14 +286,15 @@ fn _try_on<'py>(
     Ok(d)
 }
 
-/// Completes try-on inputs: keypoints and person mask from the cached bundled pose
-/// estimator when missing (models load only then), a missing parse from `parser`.
+/// Completes try-on inputs: keypoints and person mask from the bundled pose estimator
+/// cached for `device` when missing (models load only then), a missing parse from `parser`.
 fn complete_inputs(
     partial: PartialInputs,
     parser: Option<&HumanParser>,
+    device: &PyDevice,
 ) -> vton_core::Result<TryOnInputs> {
     let mut inputs = if partial.needs_pose() {
-        estimate::preprocessor()?.complete(partial)?
+        estimate::preprocessor(device)?.complete(partial)?
     } else {
         Preprocessor::complete_given(partial)?
     };
@@ -214,14 +304,19 @@ fn complete_inputs(
     Ok(inputs)
 }
 
-pub(crate) fn tensor4(name: &str, a: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Tensor<4>> {
+/// A 4-D float32 array as a tensor on `device`.
+pub(crate) fn tensor4(
+    name: &str,
+    a: &PyReadonlyArrayDyn<'_, f32>,
+    device: &Device,
+) -> PyResult<Tensor<4>> {
     let s = shape_of(a);
     if s.len() != 4 {
         return Err(bad(format!("{name} must be 4-D, got shape {s:?}")));
     }
     Ok(Tensor::from_data(
         TensorData::new(to_vec(a), [s[0], s[1], s[2], s[3]]),
-        &default_device(),
+        device,
     ))
 }
 
@@ -234,9 +329,9 @@ pub(crate) fn dyn_out<'py>(
     Ok(arr.into_pyarray(py))
 }
 
-/// `torch.nn.functional.grid_sample` on NCHW float32 arrays.
+/// `torch.nn.functional.grid_sample` on NCHW float32 arrays, computed on `device`.
 #[pyfunction]
-#[pyo3(signature = (input, grid, mode="bilinear", padding_mode="zeros", align_corners=false))]
+#[pyo3(signature = (input, grid, mode="bilinear", padding_mode="zeros", align_corners=false, *, device="cpu"))]
 fn grid_sample<'py>(
     py: Python<'py>,
     input: PyReadonlyArrayDyn<'py, f32>,
@@ -244,10 +339,15 @@ fn grid_sample<'py>(
     mode: &str,
     padding_mode: &str,
     align_corners: bool,
+    device: &str,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let dev = PyDevice::parse(device)?;
     let opts =
         GridSampleOptions::from_names(mode, padding_mode, align_corners).map_err(to_py_err)?;
-    let (x, g) = (tensor4("input", &input)?, tensor4("grid", &grid)?);
+    let (x, g) = (
+        tensor4("input", &input, &dev.device)?,
+        tensor4("grid", &grid, &dev.device)?,
+    );
     let (shape, data) = py
         .detach(|| -> vton_core::Result<(Vec<usize>, Vec<f32>)> {
             let out = core_grid_sample(x, g, opts)?;
@@ -258,20 +358,29 @@ fn grid_sample<'py>(
     dyn_out(py, shape, data)
 }
 
-/// CP-VTON's TPS grid generator: `TpsGridGen(height, width, grid_size=5)(theta)`.
+/// CP-VTON's TPS grid generator: `TpsGridGen(height, width, grid_size=5, *, device="cpu")(theta)`.
 #[pyclass(name = "TpsGridGen", module = "vton", frozen)]
 struct TpsGridGen {
     inner: CoreTps,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl TpsGridGen {
     #[new]
-    #[pyo3(signature = (height, width, grid_size=5))]
-    fn new(height: usize, width: usize, grid_size: usize) -> PyResult<Self> {
+    #[pyo3(signature = (height, width, grid_size=5, *, device="cpu"))]
+    fn new(height: usize, width: usize, grid_size: usize, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         Ok(TpsGridGen {
-            inner: CoreTps::new(height, width, grid_size, &default_device()).map_err(to_py_err)?,
+            inner: CoreTps::new(height, width, grid_size, &device.device).map_err(to_py_err)?,
+            device,
         })
+    }
+
+    /// The device the grid is computed on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     #[getter]
@@ -294,7 +403,7 @@ impl TpsGridGen {
         }
         let t = Tensor::<2>::from_data(
             TensorData::new(to_vec(&theta), [s[0], s[1]]),
-            &default_device(),
+            &self.device.device,
         );
         let (shape, data) = py
             .detach(|| -> vton_core::Result<(Vec<usize>, Vec<f32>)> {
@@ -308,8 +417,8 @@ impl TpsGridGen {
 
     fn __repr__(&self) -> String {
         format!(
-            "TpsGridGen(height={}, width={}, grid_size={})",
-            self.inner.out_h, self.inner.out_w, self.inner.grid_size
+            "TpsGridGen(height={}, width={}, grid_size={}, device='{}')",
+            self.inner.out_h, self.inner.out_w, self.inner.grid_size, self.device.name
         )
     }
 }
@@ -319,6 +428,8 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_keypoints, m)?)?;
     m.add_function(wrap_pyfunction!(_try_on, m)?)?;
     m.add_function(wrap_pyfunction!(grid_sample, m)?)?;
+    m.add_function(wrap_pyfunction!(compiled_backends, m)?)?;
+    m.add_function(wrap_pyfunction!(_device_name, m)?)?;
     m.add_class::<TpsGridGen>()?;
     diffusion::register(m)?;
     gan::register(m)?;

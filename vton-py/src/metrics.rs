@@ -7,7 +7,8 @@
 //!   image, `(N, H, W, C)` for a batch;
 //! - LPIPS: float32 `(N, 3, H, W)` in `[-1, 1]`; FID / KID: float32 `(N, 3, H, W)` in `[0, 1]`.
 //!
-//! Every core error goes through [`crate::to_py_err`].
+//! LPIPS, FID and KID load their networks on the keyword `device="cpu"` given to
+//! `from_checkpoint` and compute there. Every core error goes through [`crate::to_py_err`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,16 +16,16 @@ use std::sync::Mutex;
 use numpy::ndarray::{Array1, Array2};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use vton_core::burn::tensor::Tensor;
+use vton_core::burn::tensor::{Device, Tensor};
 use vton_core::io::image::tensor_to_vec;
 use vton_core::metrics::{
     self as vm, Fid as CoreFid, KidOptions, Lpips as CoreLpips, LpipsNet, LpipsNormalization,
     MetricImage, MsSsimOptions, SsimConvention,
 };
 use vton_core::models::inception::FidInceptionV3;
-use vton_core::{default_device, VtonError};
+use vton_core::VtonError;
 
-use crate::{bad, shape_of, tensor4, to_py_err, to_vec};
+use crate::{bad, shape_of, tensor4, to_py_err, to_vec, PyDevice};
 
 // ---------------------------------------------------------------------------------------
 // Pixel metrics
@@ -180,8 +181,13 @@ fn _ms_ssim(
 /// (at the root or under one prefix, e.g. `lpips_alex.lin.`). Without `lin`, the backbone
 /// file's own lin layers are used when it has them (also under a prefix), else the lpips
 /// 0.1.4 v0.1 layers bundled with vton.
-fn load_lpips(backbone: &Path, net: LpipsNet, lin: Option<&Path>) -> vton_core::Result<CoreLpips> {
-    CoreLpips::from_checkpoint(backbone, net, lin, &default_device())
+fn load_lpips(
+    backbone: &Path,
+    net: LpipsNet,
+    lin: Option<&Path>,
+    device: &Device,
+) -> vton_core::Result<CoreLpips> {
+    CoreLpips::from_checkpoint(backbone, net, lin, device)
 }
 
 fn normalization_from(name: &str) -> PyResult<LpipsNormalization> {
@@ -206,26 +212,35 @@ fn normalization_name(n: LpipsNormalization) -> &'static str {
 #[pyclass(name = "_LPIPS", module = "vton._vton", frozen)]
 struct PyLpips {
     inner: CoreLpips,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl PyLpips {
     #[staticmethod]
-    #[pyo3(signature = (backbone, net="alex", lin=None, normalization="lpips"))]
+    #[pyo3(signature = (backbone, net="alex", lin=None, normalization="lpips", *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         backbone: PathBuf,
         net: &str,
         lin: Option<PathBuf>,
         normalization: &str,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let net = LpipsNet::from_name(net).map_err(to_py_err)?;
         let norm = normalization_from(normalization)?;
         let inner = py
-            .detach(|| load_lpips(&backbone, net, lin.as_deref()))
+            .detach(|| load_lpips(&backbone, net, lin.as_deref(), &device.device))
             .map_err(to_py_err)?
             .with_normalization(norm);
-        Ok(Self { inner })
+        Ok(Self { inner, device })
+    }
+
+    /// The device the network is on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     #[getter]
@@ -255,7 +270,8 @@ impl PyLpips {
         x0: PyReadonlyArrayDyn<'_, f32>,
         x1: PyReadonlyArrayDyn<'_, f32>,
     ) -> PyResult<Vec<f32>> {
-        let (a, b) = (tensor4("x0", &x0)?, tensor4("x1", &x1)?);
+        let dev = &self.device.device;
+        let (a, b) = (tensor4("x0", &x0, dev)?, tensor4("x1", &x1, dev)?);
         py.detach(|| self.inner.distance(a, b)).map_err(to_py_err)
     }
 
@@ -266,7 +282,8 @@ impl PyLpips {
         x0: PyReadonlyArrayDyn<'py, f32>,
         x1: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (a, b) = (tensor4("x0", &x0)?, tensor4("x1", &x1)?);
+        let dev = &self.device.device;
+        let (a, b) = (tensor4("x0", &x0, dev)?, tensor4("x1", &x1, dev)?);
         let rows = py
             .detach(|| self.inner.distance_per_layer(a, b))
             .map_err(to_py_err)?;
@@ -327,9 +344,10 @@ fn check_feature_dim(name: &str, got: usize, want: usize) -> PyResult<()> {
 fn inception_features<'py>(
     py: Python<'py>,
     images: &PyReadonlyArrayDyn<'py, f32>,
+    device: &Device,
     run: impl FnOnce(Tensor<4>) -> vton_core::Result<Tensor<2>> + Send,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let t = tensor4("images", images)?;
+    let t = tensor4("images", images, device)?;
     let (n, d, v) = py
         .detach(|| -> vton_core::Result<(usize, usize, Vec<f32>)> {
             let f = run(t)?;
@@ -348,20 +366,30 @@ fn inception_features<'py>(
 struct PyFid {
     inner: Mutex<CoreFid>,
     dim: usize,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl PyFid {
     #[staticmethod]
-    fn from_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, device="cpu"))]
+    fn from_checkpoint(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let inception = py
-            .detach(|| FidInceptionV3::from_checkpoint(&path, &default_device()))
+            .detach(|| FidInceptionV3::from_checkpoint(&path, &device.device))
             .map_err(to_py_err)?;
         let dim = inception.feature_dim();
         Ok(Self {
             inner: Mutex::new(CoreFid::new(inception)),
             dim,
+            device,
         })
+    }
+
+    /// The device the Inception network is on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     #[getter]
@@ -385,7 +413,7 @@ impl PyFid {
         py: Python<'py>,
         images: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        inception_features(py, &images, |t| {
+        inception_features(py, &images, &self.device.device, |t| {
             locked(&self.inner, |f| f.inception().features(t))
         })
     }
@@ -453,19 +481,22 @@ struct PyKid {
     options: KidOptions,
     /// (real, generated) features, row-major `n x D`.
     sets: Mutex<(Vec<f32>, Vec<f32>)>,
+    device: PyDevice,
 }
 
 #[pymethods]
 impl PyKid {
     #[staticmethod]
-    #[pyo3(signature = (path, subsets=100, subset_size=1000, seed=2020))]
+    #[pyo3(signature = (path, subsets=100, subset_size=1000, seed=2020, *, device="cpu"))]
     fn from_checkpoint(
         py: Python<'_>,
         path: PathBuf,
         subsets: usize,
         subset_size: usize,
         seed: u32,
+        device: &str,
     ) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
         let options = KidOptions {
             subsets,
             subset_size,
@@ -473,13 +504,20 @@ impl PyKid {
             ..KidOptions::default()
         };
         let inception = py
-            .detach(|| FidInceptionV3::from_checkpoint(&path, &default_device()))
+            .detach(|| FidInceptionV3::from_checkpoint(&path, &device.device))
             .map_err(to_py_err)?;
         Ok(Self {
             inception,
             options,
             sets: Mutex::new((Vec::new(), Vec::new())),
+            device,
         })
+    }
+
+    /// The device the Inception network is on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device.name.clone()
     }
 
     #[getter]
@@ -506,7 +544,9 @@ impl PyKid {
         py: Python<'py>,
         images: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        inception_features(py, &images, |t| self.inception.features(t))
+        inception_features(py, &images, &self.device.device, |t| {
+            self.inception.features(t)
+        })
     }
 
     fn update_features(

@@ -30,9 +30,9 @@ use vton_core::train::checkpoint::{
 use vton_core::train::drive::{self, DataSpec, TrainKind, TrainSetup};
 use vton_core::train::run::{self as core_run, Batch, Event, RunConfig, Trainer};
 use vton_core::weights::Checkpoint;
-use vton_core::{device_from_name, VtonError};
+use vton_core::VtonError;
 
-use crate::{bad, to_py_err};
+use crate::{bad, to_py_err, PyDevice};
 
 /// An `InvalidInputError` about the argument `name`.
 fn invalid(name: &str, msg: String) -> PyErr {
@@ -330,6 +330,7 @@ struct PyTrainer {
     trainer: Confined,
     kind: TrainKind,
     device: Device,
+    device_name: String,
 }
 
 #[pymethods]
@@ -350,7 +351,10 @@ impl PyTrainer {
         device: &str,
     ) -> PyResult<Self> {
         let kind = TrainKind::from_name(kind).map_err(to_py_err)?;
-        let dev = device_from_name(device).map_err(to_py_err)?;
+        let PyDevice {
+            device: dev,
+            name: device_name,
+        } = PyDevice::parse(device)?;
         let args = SetupArgs {
             kind,
             weights: weights_path,
@@ -380,7 +384,14 @@ impl PyTrainer {
             trainer,
             kind,
             device: dev,
+            device_name,
         })
+    }
+
+    /// The device the trainer computes on (canonical name).
+    #[getter]
+    fn device(&self) -> String {
+        self.device_name.clone()
     }
 
     #[getter]
@@ -615,7 +626,7 @@ fn _train_run<'py>(
             "batch_size must be at least 1".into(),
         ));
     }
-    let device = device_from_name(device).map_err(to_py_err)?;
+    let device = PyDevice::parse(device)?.device;
     let options = parse_options(options)?;
     let args = SetupArgs {
         kind,
