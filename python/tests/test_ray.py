@@ -175,3 +175,54 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         vray.write_png_atomic(dest, np.zeros((4, 5, 3), dtype=np.float32))
     assert dest.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r.png"]
+
+
+def test_gpu_actors_without_a_gpu_backend_fail_before_ray_starts(tmp_path, monkeypatch):
+    if vton.compiled_backends() != ["cpu"]:
+        pytest.skip("this wheel has a GPU backend")
+    pairs = _catalogue(tmp_path)
+    out = tmp_path / "out"
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was used before the device was checked")
+
+    # Neither a cluster nor an actor may be started (nor even looked for).
+    for name in ("init", "is_initialized", "cluster_resources"):
+        monkeypatch.setattr(vray.ray, name, no_ray)
+    monkeypatch.setattr(vray.ray.data, "from_items", no_ray)
+    monkeypatch.setattr(vray.ray.data.Dataset, "map_batches", no_ray)
+    with pytest.raises(vton.UnsupportedError) as e:
+        vray.run_catalogue(pairs, out, num_gpus_per_actor=1)
+    msg = str(e.value)
+    assert "need a vton wheel with a GPU backend" in msg and "backends in this build: cpu" in msg, msg
+    assert "--features cuda" in msg and 'device="cpu"' in msg, msg
+    with pytest.raises(vton.UnsupportedError, match="wheel with a GPU backend"):
+        vray.run_catalogue(pairs, out, num_gpus_per_actor=0.5)
+    # An explicit device is checked on the driver too.
+    with pytest.raises(vton.InvalidInputError, match="'nonsense' is not one of"):
+        vray.run_catalogue(pairs, out, device="nonsense")
+    with pytest.raises(vton.UnsupportedError, match="no cuda backend"):
+        vray.run_catalogue(pairs, out, num_gpus_per_actor=1, device="cuda")
+    assert not out.exists()  # nothing was written either
+
+    # An actor Ray gave a GPU (in a pipeline of one's own) refuses too; device="cpu" is an
+    # explicit choice and allowed.
+    monkeypatch.setattr(vray, "_actor_gpus", lambda: [0])
+    with pytest.raises(vton.UnsupportedError, match="wheel with a GPU backend"):
+        vray.TryOnActor(out)
+    assert vray.TryOnActor(out, device="cpu").device == "cpu"
+
+
+def test_actor_device_choice(tmp_path, monkeypatch):
+    assert vray.TryOnActor(tmp_path).device == "cpu"  # outside Ray: the CPU
+    assert vray.TryOnActor(tmp_path, device="flex").device == "cpu"
+    with pytest.raises(vton.InvalidInputError, match="backends in this build"):
+        vray.TryOnActor(tmp_path, device="tpu")
+    # The GPU default follows the backends compiled in.
+    monkeypatch.setattr(vray, "compiled_backends", lambda: ["cpu", "wgpu", "cuda"])
+    assert vray.gpu_device() == "cuda"
+    monkeypatch.setattr(vray, "compiled_backends", lambda: ["cpu", "wgpu"])
+    assert vray.gpu_device() == "wgpu"
+    monkeypatch.setattr(vray, "compiled_backends", lambda: ["cpu"])
+    with pytest.raises(vton.UnsupportedError):
+        vray.gpu_device()

@@ -2,6 +2,13 @@
 
 Images may be numpy arrays ((H, W, 3) uint8 or float in [0, 1]), PIL images or paths;
 masks likewise ((H, W), white = inside). Results are float32 numpy arrays in [0, 1].
+
+Every model, pipeline and metric is loaded with a keyword ``device="cpu"`` (the names of
+the CLI's ``--device``: ``"cpu"``, ``"wgpu"``, ``"wgpu:N"``, ``"cuda"``, ``"cuda:N"``), keeps
+it and computes there; its ``device`` property gives the canonical name. The GPU
+backends need a wheel built with ``--features wgpu`` / ``cuda``: see
+:func:`compiled_backends`. An unknown name raises :class:`InvalidInputError`, a backend
+this build lacks :class:`UnsupportedError`.
 """
 from __future__ import annotations
 
@@ -25,6 +32,12 @@ ConditionGenerator = _vton.ConditionGenerator
 HRVitonGenerator = _vton.HRVitonGenerator
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
+
+
+def compiled_backends() -> "list[str]":
+    """The backends this build runs on: ``["cpu"]``, plus ``"wgpu"`` and / or ``"cuda"`` for
+    a wheel built with those features (``maturin build --release --features cuda``)."""
+    return list(_vton.compiled_backends())
 
 
 def _load(x: Any, what: str, mode: str) -> np.ndarray:
@@ -93,7 +106,7 @@ class TryOnResult:
 
 def try_on(person: ImageLike, garment: ImageLike, keypoints: Any = None, person_mask: Optional[ImageLike] = None,
            garment_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None,
-           parser: Optional["HumanParser"] = None) -> TryOnResult:
+           parser: Optional["HumanParser"] = None, *, device: str = "cpu") -> TryOnResult:
     """Weight-free geometric try-on of an upper-body garment.
 
     Only the two photos are required. ``keypoints`` is an OpenPose JSON path or a
@@ -101,7 +114,9 @@ def try_on(person: ImageLike, garment: ImageLike, keypoints: Any = None, person_
     map. Whatever is not given is estimated: keypoints and the person mask with the
     bundled pose models (:func:`estimate_pose`, the largest person), the parse map with
     ``parser`` (a :class:`HumanParser`) when one is given; given inputs take precedence.
-    The garment mask is estimated from the product photo when not given.
+    The garment mask is estimated from the product photo when not given. ``device`` is
+    where the warp and the pose models run (those are loaded once per device); the
+    ``parser`` runs on its own device.
     """
     if parser is not None and not isinstance(parser, HumanParser):
         raise InvalidInputError(f"parser must be a vton.HumanParser, got {type(parser).__name__}")
@@ -113,6 +128,7 @@ def try_on(person: ImageLike, garment: ImageLike, keypoints: Any = None, person_
         None if garment_mask is None else _load(garment_mask, "garment_mask", "L"),
         None if parse is None else _load_parse(parse),
         None if parser is None else parser._inner,
+        device=device,
     )
     return TryOnResult(**out)
 
@@ -120,35 +136,42 @@ def try_on(person: ImageLike, garment: ImageLike, keypoints: Any = None, person_
 PoseEstimate = _vton.PoseEstimate
 
 
-def estimate_pose(image: ImageLike, person: Optional[int] = None) -> "PoseEstimate":
+def estimate_pose(image: ImageLike, person: Optional[int] = None, *, device: str = "cpu") -> "PoseEstimate":
     """Estimates one person's pose with the bundled MediaPipe Pose models (loaded once).
 
     Returns a :class:`PoseEstimate`: ``landmarks`` (33, 5) float32 (x, y in pixels, z,
     visibility, presence), ``keypoints`` (25, 3) OpenPose BODY_25 (x, y in pixels,
     confidence; 0 = missing) and ``mask`` (H, W) float32 person probability in [0, 1].
     ``person=None`` picks the largest person, an int that index of the detections (best
-    score first). No person: :class:`InvalidInputError`.
+    score first). No person: :class:`InvalidInputError`. The models run on ``device``
+    (loaded once per device).
     """
-    return _vton.estimate_pose(_load(image, "image", "RGB"), person)
+    return _vton.estimate_pose(_load(image, "image", "RGB"), person, device=device)
 
 
-def segment_person(image: ImageLike, landscape: bool = False) -> np.ndarray:
+def segment_person(image: ImageLike, landscape: bool = False, *, device: str = "cpu") -> np.ndarray:
     """MediaPipe selfie segmentation: (H, W) float32 person probability in [0, 1].
 
-    ``landscape=True`` uses the 256x144 landscape model (model_selection 1).
+    ``landscape=True`` uses the 256x144 landscape model (model_selection 1); the model
+    runs on ``device`` (loaded once per device).
     """
-    return _vton.segment_person(_load(image, "image", "RGB"), bool(landscape))
+    return _vton.segment_person(_load(image, "image", "RGB"), bool(landscape), device=device)
 
 
 class TFLiteModel:
     """A ``.tflite`` model run by vton's interpreter (MediaPipe's float operator set).
 
     ``model(*inputs)`` takes one NHWC float32 array per input (the declared shapes) and
-    returns a dict of output name to float32 array.
+    returns a dict of output name to float32 array. The graph runs on ``device``.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        self._inner = _vton._TFLiteModel(os.fspath(path))
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, device: str = "cpu") -> None:
+        self._inner = _vton._TFLiteModel(os.fspath(path), device=device)
+
+    @property
+    def device(self) -> str:
+        """The device the graph runs on (canonical name, e.g. ``"cpu"``, ``"cuda:0"``)."""
+        return str(self._inner.device)
 
     @property
     def input_names(self) -> "list[str]":
@@ -191,14 +214,20 @@ class HumanParser:
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, "os.PathLike[str]"], *, input_size: "tuple[int, int]" = (473, 473),
-                        flip: bool = False) -> "HumanParser":
+                        flip: bool = False, device: str = "cpu") -> "HumanParser":
         """``input_size`` is the network's (height, width) (LIP: 473x473); ``flip`` averages
-        with the mirrored image as SCHP's evaluate.py does."""
+        with the mirrored image as SCHP's evaluate.py does; ``device``: where the network
+        is loaded and runs."""
         try:
             h, w = (int(v) for v in input_size)
         except (TypeError, ValueError) as e:
             raise InvalidInputError(f"input_size must be (height, width), got {input_size!r}") from e
-        return cls(_vton._HumanParser.from_checkpoint(os.fspath(path), h, w, bool(flip)))
+        return cls(_vton._HumanParser.from_checkpoint(os.fspath(path), h, w, bool(flip), device=device))
+
+    @property
+    def device(self) -> str:
+        """The device the network runs on (canonical name)."""
+        return str(self._inner.device)
 
     @property
     def num_labels(self) -> int:
@@ -213,10 +242,12 @@ class HumanParser:
 
 
 def grid_sample(input: np.ndarray, grid: np.ndarray, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False) -> np.ndarray:
-    """``torch.nn.functional.grid_sample`` on NCHW float32 arrays; grid is (N, H_out, W_out, 2) as (x, y)."""
+                align_corners: bool = False, *, device: str = "cpu") -> np.ndarray:
+    """``torch.nn.functional.grid_sample`` on NCHW float32 arrays; grid is (N, H_out, W_out, 2) as (x, y).
+    Computed on ``device``."""
     return _vton.grid_sample(np.ascontiguousarray(input, dtype=np.float32),
-                             np.ascontiguousarray(grid, dtype=np.float32), mode, padding_mode, align_corners)
+                             np.ascontiguousarray(grid, dtype=np.float32), mode, padding_mode, align_corners,
+                             device=device)
 
 
 def _keypoints(keypoints: Any) -> np.ndarray:
@@ -251,10 +282,16 @@ class CPVTONPipeline:
     def from_checkpoints(cls, gmm_path: Union[str, "os.PathLike[str]"], tom_path: Union[str, "os.PathLike[str]"], *,
                          grid_size: int = 5, fine_height: int = 256, fine_width: int = 192, ngf: int = 64,
                          norm_layer: str = "instance", align_corners: bool = True,
-                         radius: int = 5) -> "CPVTONPipeline":
+                         radius: int = 5, device: str = "cpu") -> "CPVTONPipeline":
+        """Loads both networks onto ``device``, where every call then computes."""
         return cls(_vton._CPVTONPipeline.from_checkpoints(os.fspath(gmm_path), os.fspath(tom_path), grid_size,
                                                          fine_height, fine_width, ngf, norm_layer, align_corners,
-                                                         radius))
+                                                         radius, device=device))
+
+    @property
+    def device(self) -> str:
+        """The device the networks are on (canonical name)."""
+        return str(self._inner.device)
 
     def __call__(self, person: ImageLike, cloth: ImageLike, keypoints: Any, cloth_mask: ImageLike,
                  person_mask: Optional[ImageLike] = None, parse: Optional[ImageLike] = None) -> CPVTONResult:
@@ -296,10 +333,16 @@ class HRVitonPipeline:
     def from_checkpoints(cls, tocg_path: Union[str, "os.PathLike[str]"], gen_path: Union[str, "os.PathLike[str]"],
                          *, tocg_ngf: int = 96, ngf: int = 64, fine_height: int = 1024, fine_width: int = 768,
                          norm_G: str = "spectralaliasinstance", num_upsampling_layers: str = "most",
-                         occlusion: bool = True) -> "HRVitonPipeline":
+                         occlusion: bool = True, device: str = "cpu") -> "HRVitonPipeline":
+        """Loads both networks onto ``device``, where every call then computes."""
         return cls(_vton._HRVitonPipeline.from_checkpoints(os.fspath(tocg_path), os.fspath(gen_path), tocg_ngf, ngf,
                                                           fine_height, fine_width, norm_G, num_upsampling_layers,
-                                                          occlusion))
+                                                          occlusion, device=device))
+
+    @property
+    def device(self) -> str:
+        """The device the networks are on (canonical name)."""
+        return str(self._inner.device)
 
     @property
     def fine_size(self) -> "tuple[int, int]":
@@ -328,4 +371,4 @@ __all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeli
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
-           "InpaintTryOnPipeline", "metrics", "train", "__version__"]
+           "InpaintTryOnPipeline", "metrics", "train", "compiled_backends", "__version__"]

@@ -4,6 +4,9 @@ Arrays are float32 numpy arrays in NCHW layout. Schedulers mirror diffusers' API
 ``from_pretrained(path)``, ``from_config(dict)``, ``set_timesteps(n)``, ``timesteps``,
 ``step(model_output, timestep, sample, eta=0.0, variance_noise=None)`` returning the
 previous sample, ``add_noise(original, noise, timesteps)``.
+
+Models, pipelines and schedulers take a keyword ``device="cpu"`` (``"wgpu"``,
+``"cuda[:N]"`` with a wheel built for them), keep it and compute there (``.device``).
 """
 from __future__ import annotations
 
@@ -40,24 +43,30 @@ class _Scheduler:
 
     _class_name = ""
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, *, device: str = "cpu", **config: Any) -> None:
         cfg = dict(config)
         cfg["_class_name"] = self._class_name
         self.config: Dict[str, Any] = cfg
-        self._inner = _vton._Scheduler(json.dumps(cfg))
+        self._inner = _vton._Scheduler(json.dumps(cfg), device=device)
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any], **overrides: Any):
-        """Builds from a diffusers config dict (unknown keys ignored, missing ones defaulted)."""
+    def from_config(cls, config: Dict[str, Any], *, device: str = "cpu", **overrides: Any):
+        """Builds from a diffusers config dict (unknown keys ignored, missing ones defaulted);
+        the steps compute on ``device``."""
         cfg = {k: v for k, v in dict(config).items() if not k.startswith("_")}
         cfg.update(overrides)
-        return cls(**cfg)
+        return cls(device=device, **cfg)
 
     @classmethod
-    def from_pretrained(cls, path: Union[str, "os.PathLike[str]"], **overrides: Any):
+    def from_pretrained(cls, path: Union[str, "os.PathLike[str]"], *, device: str = "cpu", **overrides: Any):
         """Reads ``scheduler_config.json`` (a file, its folder, or a pipeline folder)."""
         with open(_find_scheduler_config(path)) as f:
-            return cls.from_config(json.load(f), **overrides)
+            return cls.from_config(json.load(f), device=device, **overrides)
+
+    @property
+    def device(self) -> str:
+        """The device the steps compute on (canonical name)."""
+        return str(self._inner.device)
 
     def set_timesteps(self, num_inference_steps: int) -> None:
         self._inner.set_timesteps(int(num_inference_steps))

@@ -263,7 +263,7 @@ class LPIPS:
 
     @classmethod
     def from_checkpoint(cls, backbone: PathLike, net: str = "alex", lin: Optional[PathLike] = None, *,
-                        normalization: str = "lpips") -> "LPIPS":
+                        normalization: str = "lpips", device: str = "cpu") -> "LPIPS":
         """``backbone``: the torchvision checkpoint of ``net`` (``alexnet-owt-*.pth``,
         ``squeezenet1_1-*.pth``, ``vgg16-*.pth``; ``features.N.*`` keys, also under one
         prefix) or a whole ``lpips.LPIPS`` state dict. ``lin``: the linear layers
@@ -271,12 +271,19 @@ class LPIPS:
         Without ``lin`` the backbone file's own lin layers are used when it holds them, else
         the lpips 0.1.4 v0.1 layers bundled with vton (which fit the full-width torchvision
         backbones only). ``normalization="torchmetrics"`` puts the eps of the feature
-        normalisation where torchmetrics >= 1.3 does (differences ~1e-5 at most)."""
+        normalisation where torchmetrics >= 1.3 does (differences ~1e-5 at most). ``device``:
+        where the network is loaded and every distance is computed."""
         for name, v in (("net", net), ("normalization", normalization)):
             if not isinstance(v, str):
                 raise InvalidInputError(f"{name} must be a string, got {v!r}")
         return cls(_vton._LPIPS.from_checkpoint(os.fspath(backbone), net,
-                                                None if lin is None else os.fspath(lin), normalization))
+                                                None if lin is None else os.fspath(lin), normalization,
+                                                device=device))
+
+    @property
+    def device(self) -> str:
+        """The device the network is on (canonical name)."""
+        return str(self._inner.device)
 
     @property
     def net(self) -> str:
@@ -373,6 +380,11 @@ class _InceptionMetric:
         self._inner = inner
 
     @property
+    def device(self) -> str:
+        """The device the Inception network is on (canonical name)."""
+        return str(self._inner.device)
+
+    @property
     def feature_dim(self) -> int:
         """The width of the pool3 features (2048 for pytorch-fid's weights)."""
         return int(self._inner.feature_dim)
@@ -409,10 +421,10 @@ class FID(_InceptionMetric):
     kept (float64)."""
 
     @classmethod
-    def from_checkpoint(cls, path: PathLike) -> "FID":
+    def from_checkpoint(cls, path: PathLike, *, device: str = "cpu") -> "FID":
         """pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (or a file with its keys,
-        also under one prefix)."""
-        return cls(_vton._FID.from_checkpoint(os.fspath(path)))
+        also under one prefix), loaded onto ``device``."""
+        return cls(_vton._FID.from_checkpoint(os.fspath(path), device=device))
 
     def statistics(self, real: bool = True) -> "tuple[np.ndarray, np.ndarray]":
         """(mu (D,), sigma (D, D)) float64 of one set, as pytorch-fid's
@@ -436,9 +448,12 @@ class KID(_InceptionMetric):
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, subsets: int = 100, subset_size: int = 1000, *,
-                        seed: int = 2020) -> "KID":
+                        seed: int = 2020, device: str = "cpu") -> "KID":
+        """pytorch-fid's Inception weights loaded onto ``device``; ``subsets``, ``subset_size``
+        and ``seed`` as torch-fidelity's ``kid_subsets``, ``kid_subset_size``, ``rng_seed``."""
         return cls(_vton._KID.from_checkpoint(os.fspath(path), _count(subsets, "subsets"),
-                                              _count(subset_size, "subset_size"), _count(seed, "seed", 2**32)))
+                                              _count(subset_size, "subset_size"), _count(seed, "seed", 2**32),
+                                              device=device))
 
     @property
     def subsets(self) -> int:

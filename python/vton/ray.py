@@ -17,6 +17,12 @@ the rest go through a fixed pool of :class:`TryOnActor` (one loaded model per ac
 ``Dataset.map_batches``), each result is written atomically (a temporary file in the
 output folder, then ``os.replace``), and a pair that fails is recorded in the summary and
 in ``errors.jsonl`` in the output folder instead of stopping the run. See docs/scale.md.
+
+Devices: each actor loads its model on ``device=`` (vton's names: ``"cpu"``,
+``"cuda[:N]"``, ``"wgpu[:N]"``). With ``num_gpus_per_actor > 0`` and no ``device``, the
+actors use the GPU Ray reserved for them (``"cuda"``: Ray sets ``CUDA_VISIBLE_DEVICES``,
+so it is device 0) when the vton wheel has a GPU backend; a wheel without one is an
+:class:`vton.UnsupportedError` before any actor starts, never a silent CPU run.
 """
 from __future__ import annotations
 
@@ -36,7 +42,8 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised only without ray
     raise ImportError('vton.ray needs Ray Data: pip install "ray[data]"') from _e
 
-from . import CatVTONPipeline, CPVTONPipeline, HumanParser, InpaintTryOnPipeline, try_on
+from . import CatVTONPipeline, CPVTONPipeline, HumanParser, InpaintTryOnPipeline, compiled_backends, try_on
+from . import _vton  # type: ignore[attr-defined]  # the native module (no stub)
 from .errors import InvalidInputError, UnsupportedError, VtonFileNotFoundError
 
 #: The optional ``key=PATH`` inputs of a catalogue line (and the optional Dataset columns).
@@ -300,6 +307,41 @@ def _first(folder: str, names: Sequence[str], what: str) -> str:
     raise VtonFileNotFoundError(f"{what}: none of {', '.join(names)} in {folder}")
 
 
+def gpu_device() -> str:
+    """The device name an actor that Ray gave one GPU computes on: ``"cuda"`` (device 0 of
+    the ``CUDA_VISIBLE_DEVICES`` Ray set) when the wheel has the cuda backend, else
+    ``"wgpu"`` (the default adapter) when it has wgpu. A wheel with neither raises
+    :class:`vton.UnsupportedError`."""
+    backends = compiled_backends()
+    if "cuda" in backends:
+        return "cuda"
+    if "wgpu" in backends:
+        return "wgpu"
+    raise UnsupportedError(
+        "GPU actors (num_gpus_per_actor > 0, or an actor Ray gave a GPU) need a vton wheel with a GPU backend, "
+        f"but this one has none (backends in this build: {', '.join(backends)}); build the wheel with "
+        "`maturin build --release --features cuda` (or `--features wgpu`), or pass device=\"cpu\" to compute on "
+        "the CPU with the GPUs reserved")
+
+
+def _resolve_device(device: Optional[str], num_gpus: float) -> str:
+    """The canonical device of the actors: ``device`` when given (checked, so a bad name
+    fails on the driver), else :func:`gpu_device` when GPUs are reserved, else ``"cpu"``."""
+    if device is None:
+        device = gpu_device() if num_gpus and num_gpus > 0 else "cpu"
+    if not isinstance(device, str):
+        raise InvalidInputError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    return str(_vton._device_name(device))
+
+
+def _actor_gpus() -> List[Any]:
+    """The GPU ids Ray assigned to the current worker ([] outside Ray or on the driver)."""
+    try:
+        return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+    except Exception:  # pragma: no cover - Ray internals unavailable
+        return []
+
+
 class TryOnActor:
     """A ``map_batches`` callable class: loads the model once, then runs and writes each pair.
 
@@ -317,31 +359,40 @@ class TryOnActor:
     ``attn_checkpoint`` for CatVTON; ``steps``, ``guidance``, ``seed``, ``strength``,
     ``size``: the working (height, width), default the person's size rounded down to
     multiples of 64).
+
+    ``device``: where the model (and the parser) is loaded and every pair computes
+    (``"cpu"``, ``"cuda[:N]"``, ``"wgpu[:N]"``; the ``device`` attribute holds the canonical
+    name). ``None``: :func:`gpu_device` in a Ray worker that was given a GPU (an
+    :class:`vton.UnsupportedError` when the wheel has no GPU backend), else ``"cpu"``.
     """
 
     def __init__(self, out_dir: _PathLike, method: str = "geometric", weights: Optional[_PathLike] = None,
                  resume: bool = True, parser: Optional[_PathLike] = None, attn_checkpoint: Optional[_PathLike] = None,
                  steps: int = 50, guidance: float = 2.5, seed: int = 0, strength: Optional[float] = None,
-                 size: Optional[Tuple[int, int]] = None) -> None:
+                 size: Optional[Tuple[int, int]] = None, device: Optional[str] = None) -> None:
         self.out_dir = os.fspath(out_dir)
         self.method = method
         self.resume = bool(resume)
         self.steps, self.guidance, self.seed, self.strength = int(steps), float(guidance), int(seed), strength
         self.size = None if size is None else (int(size[0]), int(size[1]))
         _check_method(method, weights)
-        self._parser = None if parser is None else HumanParser.from_checkpoint(parser)
+        self.device = _resolve_device(device, 1 if device is None and _actor_gpus() else 0)
+        dev = self.device
+        self._parser = None if parser is None else HumanParser.from_checkpoint(parser, device=dev)
         self._pipe: Any = None
         if method == "cpvton":
             w = os.fspath(weights)  # type: ignore[arg-type]
             self._pipe = CPVTONPipeline.from_checkpoints(_first(w, ("gmm_final.pth", "gmm.pth"), "cpvton GMM"),
-                                                              _first(w, ("tom_final.pth", "tom.pth"), "cpvton TOM"))
+                                                         _first(w, ("tom_final.pth", "tom.pth"), "cpvton TOM"),
+                                                         device=dev)
         elif method == "catvton":
             self._pipe = CatVTONPipeline.from_pretrained(
-                os.fspath(weights), None if attn_checkpoint is None else os.fspath(attn_checkpoint))  # type: ignore
+                os.fspath(weights), None if attn_checkpoint is None else os.fspath(attn_checkpoint),  # type: ignore
+                device=dev)
         elif method == "inpaint":
             if attn_checkpoint is not None:
                 raise InvalidInputError("attn_checkpoint: only the catvton method loads an attention checkpoint")
-            self._pipe = InpaintTryOnPipeline.from_pretrained(os.fspath(weights))  # type: ignore[arg-type]
+            self._pipe = InpaintTryOnPipeline.from_pretrained(os.fspath(weights), device=dev)  # type: ignore[arg-type]
 
     def run_pair(self, row: Mapping[str, Any]) -> np.ndarray:
         """The (H, W, 3) float32 result of one pair (paths as in a Dataset row)."""
@@ -353,7 +404,7 @@ class TryOnActor:
             return self._pipe(person, garment, get("keypoints"), get("garment_mask"),
                               person_mask=get("person_mask"), parse=get("parse")).image
         geo = try_on(person, garment, keypoints=get("keypoints"), person_mask=get("person_mask"),
-                          garment_mask=get("garment_mask"), parse=get("parse"), parser=self._parser)
+                     garment_mask=get("garment_mask"), parse=get("parse"), parser=self._parser, device=self.device)
         if self.method == "geometric":
             return geo.image
         p = _read_rgb(person, "person")
@@ -431,7 +482,7 @@ def run_catalogue(pairs: Union[_PathLike, Sequence[Mapping[str, Any]], "ray.data
                   method: str = "geometric", weights: Optional[_PathLike] = None, num_actors: Optional[int] = None,
                   batch_size: int = 1, num_cpus_per_actor: float = 1, num_gpus_per_actor: float = 0,
                   resume: bool = True, base_dir: Optional[_PathLike] = None, check_files: bool = True,
-                  **method_options: Any) -> RunSummary:
+                  device: Optional[str] = None, **method_options: Any) -> RunSummary:
     """Runs every pair of a catalogue on the connected Ray cluster and writes the results.
 
     ``pairs``: a catalogue file, a list of dicts with the :data:`COLUMNS` keys (relative
@@ -446,11 +497,18 @@ def run_catalogue(pairs: Union[_PathLike, Sequence[Mapping[str, Any]], "ray.data
     ``size``). Per-pair failures are counted, listed in the summary and written to
     ``errors.jsonl`` in ``out_dir`` (replaced each run; empty when none failed).
 
+    ``device``: where every actor loads its model (see :class:`TryOnActor`). By default
+    ``"cpu"``, or with ``num_gpus_per_actor > 0`` the GPU Ray reserves for each actor
+    (:func:`gpu_device`: ``"cuda"``, device 0 of the actor's ``CUDA_VISIBLE_DEVICES``); a
+    wheel without a GPU backend then raises :class:`vton.UnsupportedError` here, before
+    Ray is started or any actor made. A given ``device`` is checked here too.
+
     Calls ``ray.init()`` (a local cluster, or the one ``RAY_ADDRESS`` names) when Ray is
     not initialised yet.
     """
     t0 = time.perf_counter()
     _check_method(method, weights)
+    device = _resolve_device(device, float(num_gpus_per_actor or 0))
     unknown = sorted(set(method_options) - {"parser", "attn_checkpoint", "steps", "guidance", "seed", "strength",
                                              "size"})
     if unknown:
@@ -499,7 +557,7 @@ def run_catalogue(pairs: Union[_PathLike, Sequence[Mapping[str, Any]], "ray.data
                                  override_num_blocks=max(1, min(n_rows, math.ceil(n_rows / int(batch_size)))))
 
     ctor = dict(out_dir=out, method=method, weights=None if weights is None else os.fspath(weights), resume=resume,
-                **method_options)
+                device=device, **method_options)
     results = ds.map_batches(
         TryOnActor,
         fn_constructor_kwargs=ctor,
@@ -535,4 +593,4 @@ def _write_errors(out_dir: str, errors: List[Dict[str, Any]]) -> None:
 
 
 __all__ = ["COLUMNS", "OPTIONAL_KEYS", "SUPPORTED_METHODS", "ERRORS_FILE", "Pair", "RunSummary", "TryOnActor",
-           "output_name", "parse_pairs", "pairs_from_records", "run_catalogue", "write_png_atomic"]
+           "gpu_device", "output_name", "parse_pairs", "pairs_from_records", "run_catalogue", "write_png_atomic"]

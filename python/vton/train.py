@@ -120,6 +120,11 @@ class _Trainer:
         return str(self._native().kind)
 
     @property
+    def device(self) -> str:
+        """The device the trainer computes on (canonical name, e.g. ``"cpu"``, ``"cuda:0"``)."""
+        return str(self._native().device)
+
+    @property
     def steps(self) -> int:
         """Optimiser steps done so far."""
         return int(self._native().steps)
