@@ -195,7 +195,7 @@ impl Preprocessor {
 
     /// The LIP parse of a photo, when a parser is configured.
     pub fn parse(&self, image: &RgbImage) -> Result<Option<ParseMap>> {
-        self.parser.as_ref().map(|p| p.parse(image)).transpose()
+        self.parser.as_ref().map(|p| p.parse_lip(image)).transpose()
     }
 
     /// The mask of a garment product photo (background estimated from the borders).
