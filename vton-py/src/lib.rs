@@ -299,7 +299,7 @@ fn complete_inputs(
         Preprocessor::complete_given(partial)?
     };
     if let (None, Some(p)) = (&inputs.parse, parser) {
-        inputs.parse = Some(p.parse(&inputs.person)?);
+        inputs.parse = Some(p.parse_lip(&inputs.person)?);
     }
     Ok(inputs)
 }
