@@ -112,7 +112,7 @@ impl DciVitonUNetConfig {
         if self.input_channels == 0 || self.output_channels == 0 || self.hidden_channels == 0 {
             return c(format!("channel counts must be positive: {self:?}"));
         }
-        if self.time_emb_dim < 4 || self.time_emb_dim % 2 != 0 {
+        if self.time_emb_dim < 4 || !self.time_emb_dim.is_multiple_of(2) {
             // half - 1 is a divisor of the original (ZeroDivisionError for half = 1) and an
             // odd dim gives dim - 1 features to a Linear(dim, 4 dim).
             return c(format!(
@@ -122,7 +122,7 @@ impl DciVitonUNetConfig {
         }
         let g = opts.num_groups;
         // The narrowest AdaGN is expand5's (hidden); all widths are hidden * 2^k.
-        if g == 0 || self.hidden_channels % g != 0 {
+        if g == 0 || !self.hidden_channels.is_multiple_of(g) {
             return c(format!(
                 "GroupNorm with {g} groups needs every AdaGN width (hidden_channels {} and its \
                  multiples) divisible by it",
