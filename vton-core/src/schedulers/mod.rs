@@ -7,8 +7,8 @@
 //! float32, `squaredcos_cap_v2` in float64 then cast, `1 - beta` cumulative products),
 //! and step coefficients are float32 scalars applied to burn tensors.
 
-mod ddim;
 pub mod dci_viton;
+mod ddim;
 mod ddpm;
 mod dpm;
 
