@@ -1,4 +1,5 @@
 pub mod cpvton;
+pub mod dci_viton;
 pub mod diffusion;
 pub mod geometric;
 pub mod hrviton;
