@@ -28,7 +28,7 @@ pub fn run(
     let method = DiffusionMethod::from_name(&args.method)?;
     let settings = DiffusionTryOnSettings {
         sampling: SamplingOptions {
-            steps: args.steps,
+            steps: args.steps.unwrap_or(50),
             guidance_scale: args.guidance,
             seed: args.seed,
             ..Default::default()
@@ -43,7 +43,7 @@ pub fn run(
         args.attn_checkpoint.as_deref(),
         device,
     )?;
-    let bar = ProgressBar::new(args.steps as u64);
+    let bar = ProgressBar::new(args.steps.unwrap_or(50) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

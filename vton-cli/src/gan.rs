@@ -236,7 +236,7 @@ pub struct TryOnFiles<'a> {
     pub parse_agnostic: Option<&'a Path>,
     pub densepose: Option<&'a Path>,
     pub agnostic: Option<&'a Path>,
-    /// SCHP checkpoint: estimate the parse map when none is given.
+    /// SCHP checkpoint or SegFormer folder: estimate the parse map when none is given.
     pub parser: Option<&'a Path>,
     /// Which person of a photo or keypoint file.
     pub selection: PersonSelection,
@@ -244,7 +244,7 @@ pub struct TryOnFiles<'a> {
 
 impl TryOnFiles<'_> {
     /// The person-side inputs given as files (absent ones are estimated later).
-    fn partial(&self, person: &Path, method: &str) -> Result<PartialInputs> {
+    pub(crate) fn partial(&self, person: &Path, method: &str) -> Result<PartialInputs> {
         PartialInputs::from_paths(
             person,
             self.keypoints,
@@ -257,16 +257,22 @@ impl TryOnFiles<'_> {
     }
 
     /// The estimators: bundled pose models, SCHP when --parser is given.
-    fn preprocessor(&self, device: &Device) -> Result<Preprocessor> {
+    pub(crate) fn preprocessor(&self, device: &Device) -> Result<Preprocessor> {
         let mut pre = Preprocessor::bundled(device)?.with_selection(self.selection);
         if let Some(p) = self.parser {
-            pre = pre.with_parser(HumanParser::from_checkpoint(p, device)?);
+            // A folder: a Hugging Face SegFormer; a file: an SCHP checkpoint.
+            let parser = if p.is_dir() {
+                HumanParser::from_pretrained(p, device)?
+            } else {
+                HumanParser::from_checkpoint(p, device)?
+            };
+            pre = pre.with_parser(parser);
         }
         Ok(pre)
     }
 }
 
-fn need<'a>(p: Option<&'a Path>, flag: &str, method: &str) -> Result<&'a Path> {
+pub(crate) fn need<'a>(p: Option<&'a Path>, flag: &str, method: &str) -> Result<&'a Path> {
     p.ok_or_else(|| VtonError::invalid(flag, format!("is required by --method {method}")))
 }
 

@@ -12,6 +12,7 @@ use vton_core::pipelines::parsing::HumanParser;
 use vton_core::pipelines::preprocess::{PartialInputs, Preprocessor};
 use vton_core::{device_from_name, Result, VtonError};
 
+mod dci;
 mod diffusion;
 mod eval;
 mod gan;
@@ -96,7 +97,8 @@ struct TryOnArgs {
     panel: Option<PathBuf>,
     /// geometric (no weights), catvton or inpaint (diffusers inpainting pipeline folder
     /// in --weights), cpvton (gmm_final.pth + tom_final.pth) or hrviton (mtviton.pth +
-    /// gen.pth).
+    /// gen.pth), dci-viton (DanMenCas/DCI-VITON: the warping and U-Net checkpoints and a
+    /// vae/ folder; needs --densepose and a parse).
     #[arg(long, default_value = "geometric")]
     method: String,
     /// Weights: a diffusers inpainting pipeline folder (vae/, unet/, scheduler/), or the
@@ -114,6 +116,8 @@ struct TryOnArgs {
     agnostic: Option<PathBuf>,
     #[command(flatten)]
     gan: gan::GanArgs,
+    #[command(flatten)]
+    dci: dci::DciArgs,
     /// CatVTON's attention checkpoint (file or folder), loaded on top of --weights' U-Net.
     #[arg(long)]
     attn_checkpoint: Option<PathBuf>,
@@ -122,9 +126,9 @@ struct TryOnArgs {
     /// or a diffusers U-Net folder).
     #[arg(long)]
     unet: Option<PathBuf>,
-    /// Denoising steps.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
+    /// Denoising steps (default: 50; dci-viton: 200, as the original).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Classifier-free guidance scale.
     #[arg(long, default_value_t = 2.5)]
     guidance: f32,
@@ -189,13 +193,24 @@ fn try_on_gan(args: &TryOnArgs) -> Result<()> {
         },
     };
     let device = device_from_name(&args.device)?;
-    let (image, garment, warped) = gan::try_on(
-        &args.method,
-        &files,
-        &args.gan,
-        args.weights.as_deref(),
-        &device,
-    )?;
+    let (image, garment, warped) = if args.method == "dci-viton" {
+        dci::try_on(
+            &files,
+            &args.dci,
+            args.weights.as_deref(),
+            args.steps.unwrap_or(200),
+            args.seed,
+            &device,
+        )?
+    } else {
+        gan::try_on(
+            &args.method,
+            &files,
+            &args.gan,
+            args.weights.as_deref(),
+            &device,
+        )?
+    };
     image.save_png(&args.out)?;
     println!("wrote {}", args.out.display());
     if let Some(dir) = &args.save_intermediates {
@@ -219,7 +234,7 @@ fn try_on(args: TryOnArgs) -> Result<()> {
             ),
         ));
     }
-    if matches!(args.method.as_str(), "cpvton" | "hrviton") {
+    if matches!(args.method.as_str(), "cpvton" | "hrviton" | "dci-viton") {
         return try_on_gan(&args);
     }
     let any_input = args.person.is_some() || args.garment.is_some() || args.keypoints.is_some();

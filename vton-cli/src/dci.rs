@@ -1,0 +1,213 @@
+//! `vton try-on --method dci-viton`: DanMenCas/DCI-VITON (not the DCI-VTON model of the
+//! paper it cites) from its two `torch.save` checkpoints and a Stable Diffusion VAE folder.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use vton_core::burn::tensor::Device;
+use vton_core::io::{read_image, RgbImage};
+use vton_core::models::dci_viton::DciVitonUNetOptions;
+use vton_core::pipelines::dci_viton::{DciVitonInputs, DciVitonOptions, DciVitonPipeline};
+use vton_core::pipelines::diffusion::Control;
+use vton_core::{Result, VtonError};
+
+use crate::gan::{need, TryOnFiles};
+
+#[derive(Args, Debug, Clone)]
+pub struct DciArgs {
+    /// dci-viton: the warping network checkpoint (default: the file in --weights whose
+    /// name contains "warping").
+    #[arg(long)]
+    pub dci_warping: Option<PathBuf>,
+    /// dci-viton: the diffusion U-Net checkpoint (default: the other .pth /
+    /// .safetensors file in --weights).
+    #[arg(long)]
+    pub dci_unet: Option<PathBuf>,
+    /// dci-viton: the Stable Diffusion VAE, a diffusers folder (default: --weights/vae).
+    #[arg(long)]
+    pub vae: Option<PathBuf>,
+    /// dci-viton: GroupNorm groups of the U-Net (not stored in its checkpoint).
+    #[arg(long, default_value_t = 8)]
+    pub dci_num_groups: usize,
+    /// dci-viton: squeeze-and-excitation reduction (default: read from the weights).
+    #[arg(long)]
+    pub dci_se_reduction: Option<usize>,
+    /// dci-viton: warping size (the original: 256).
+    #[arg(long, default_value_t = 256)]
+    pub dci_warp_size: usize,
+    /// dci-viton: diffusion image size, square (the original: 512).
+    #[arg(long, default_value_t = 512)]
+    pub dci_image_size: usize,
+}
+
+fn is_checkpoint(p: &Path) -> bool {
+    p.is_file()
+        && matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("pth" | "pt" | "bin" | "ckpt" | "safetensors")
+        )
+}
+
+/// The warping and U-Net checkpoints and the VAE folder, from the flags or --weights.
+fn resolve(d: &DciArgs, weights: Option<&Path>) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(w) = weights {
+        if !w.is_dir() {
+            return Err(VtonError::FileNotFound {
+                path: w.to_path_buf(),
+            });
+        }
+        let rd = std::fs::read_dir(w).map_err(|e| VtonError::Io {
+            path: w.to_path_buf(),
+            source: e,
+        })?;
+        files = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_checkpoint(p))
+            .collect();
+        files.sort();
+    }
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+    };
+    let warping = match &d.dci_warping {
+        Some(p) => p.clone(),
+        None => {
+            let found: Vec<&PathBuf> = files
+                .iter()
+                .filter(|p| name(p).contains("warping"))
+                .collect();
+            match found.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(VtonError::invalid(
+                        "--dci-warping",
+                        "give it, or --weights DIR holding a checkpoint whose name contains \
+                         \"warping\"",
+                    ))
+                }
+                _ => {
+                    return Err(VtonError::invalid(
+                        "--dci-warping",
+                        format!("several warping checkpoints in --weights: {found:?}; pick one"),
+                    ))
+                }
+            }
+        }
+    };
+    let unet = match &d.dci_unet {
+        Some(p) => p.clone(),
+        None => {
+            let found: Vec<&PathBuf> = files.iter().filter(|p| **p != warping).collect();
+            match found.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(VtonError::invalid(
+                        "--dci-unet",
+                        "give it, or --weights DIR holding the U-Net checkpoint beside the \
+                         warping one",
+                    ))
+                }
+                _ => {
+                    return Err(VtonError::invalid(
+                        "--dci-unet",
+                        format!("several candidate U-Net checkpoints in --weights: {found:?}"),
+                    ))
+                }
+            }
+        }
+    };
+    let vae = match (&d.vae, weights) {
+        (Some(p), _) => p.clone(),
+        (None, Some(w)) => w.join("vae"),
+        (None, None) => {
+            return Err(VtonError::invalid(
+                "--vae",
+                "give the VAE folder, or --weights DIR with a vae/ folder",
+            ))
+        }
+    };
+    Ok((warping, unet, vae))
+}
+
+/// Runs one DCI-VITON try-on; returns (result, garment, warped composite).
+pub fn try_on(
+    f: &TryOnFiles,
+    d: &DciArgs,
+    weights: Option<&Path>,
+    steps: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(RgbImage, RgbImage, RgbImage)> {
+    let method = "dci-viton";
+    let densepose = read_image(need(f.densepose, "--densepose", method)?)?;
+    let partial = f.partial(need(f.person, "--person", method)?, method)?;
+    let needs_parse = partial.parse.is_none();
+    if needs_parse && f.parser.is_none() {
+        return Err(VtonError::invalid(
+            "--parse",
+            "dci-viton needs a LIP parse of the person: give --parse, or --parser (an SCHP \
+             checkpoint or a SegFormer folder) to estimate it",
+        ));
+    }
+    let inputs = if partial.needs_pose() || needs_parse || partial.garment_mask.is_none() {
+        let pre = f.preprocessor(device)?;
+        let mut inputs = pre.complete(partial)?;
+        if inputs.garment_mask.is_none() {
+            inputs.garment_mask = Some(pre.garment_mask(&inputs.garment)?);
+        }
+        inputs
+    } else {
+        partial.into_inputs()?
+    };
+    let parse = inputs
+        .parse
+        .as_ref()
+        .ok_or_else(|| VtonError::invalid("--parse", "no parse given or estimated"))?;
+    let gmask = inputs.garment_mask.as_ref().ok_or_else(|| {
+        VtonError::invalid("--garment-mask", "no garment mask given or estimated")
+    })?;
+    let (warping, unet, vae) = resolve(d, weights)?;
+    let pipe = DciVitonPipeline::from_checkpoints(
+        warping,
+        unet,
+        vae,
+        &DciVitonUNetOptions {
+            num_groups: d.dci_num_groups,
+            se_reduction: d.dci_se_reduction,
+        },
+        device,
+    )?;
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(method);
+    let out = pipe.run(
+        &DciVitonInputs {
+            person: &inputs.person,
+            parse,
+            pose: &inputs.pose,
+            densepose: &densepose,
+            garment: &inputs.garment,
+            garment_mask: gmask,
+        },
+        &DciVitonOptions {
+            warp_size: d.dci_warp_size,
+            image_size: d.dci_image_size,
+            steps,
+            seed,
+        },
+        |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.step as u64);
+            Control::Continue
+        },
+    )?;
+    bar.finish();
+    Ok((out.image, inputs.garment, out.warped))
+}
