@@ -358,35 +358,64 @@ impl DciVitonPipeline {
         let (warped_c, warped_cm, _) = self.warping.forward(w.input_1, w.input_2)?;
         let composite = dci_composite(w.agnostic, warped_c, warped_cm);
         let warped = tensor_to_rgb(composite.clone())?;
-        let big = nn::resize_bilinear(composite, opts.image_size, opts.image_size)
-            .mul_scalar(2.0)
-            .sub_scalar(1.0);
-        let posterior = self.vae.encode(big)?;
-        let z_cond = posterior.sample(opts.seed).mul_scalar(LATENT_SCALE);
-        let [b, _, lh, lw] = z_cond.dims();
+        let posterior_noise = |dims: [usize; 4]| crate::rng::randn(dims, opts.seed, &device);
+        let z_cond = self.condition(composite, opts.image_size, posterior_noise)?;
+        let [_, _, lh, lw] = z_cond.dims();
         let mask = nn::resize_nearest(w.agnostic_mask, lh, lw);
-        let sampler = DciVitonSampler::new(opts.steps);
         let noise = crate::rng::randn(z_cond.dims(), opts.seed.wrapping_add(1), &device);
-        let x_init = sampler.initial_latent(&self.scheduler, &z_cond, &noise)?;
-        debug_assert_eq!(b, 1);
-        let out = sampler.run(
-            &self.scheduler,
-            x_init,
-            &z_cond,
-            &mask,
-            |x, t| self.unet.forward(x.clone(), t),
-            &mut progress,
-        )?;
         let image = self
-            .vae
-            .decode(out.x0_pred.div_scalar(LATENT_SCALE))?
-            .clamp(-1.0, 1.0)
+            .sample(&z_cond, &mask, &noise, opts.steps, &mut progress)?
             .add_scalar(1.0)
             .div_scalar(2.0);
+        let image = tensor_to_rgb(image)?;
         Ok(DciVitonOutput {
-            image: tensor_to_rgb(image)?,
+            image,
             warped,
             agnostic: agn,
         })
+    }
+
+    /// Step 3's end: the composite (`[1, 3, S, S]` in `[0, 1]`) resized to `image_size`,
+    /// mapped to `[-1, 1]`, encoded, a posterior sample (`noise` gets the latent's shape
+    /// and returns standard-normal noise) times 0.18215: `z_cond`.
+    pub fn condition(
+        &self,
+        composite: Tensor<4>,
+        image_size: usize,
+        noise: impl FnOnce([usize; 4]) -> Tensor<4>,
+    ) -> Result<Tensor<4>> {
+        let big = nn::resize_bilinear(composite, image_size, image_size)
+            .mul_scalar(2.0)
+            .sub_scalar(1.0);
+        let posterior = self.vae.encode(big)?;
+        let n = noise(posterior.mean.dims());
+        Ok(posterior.sample_with(n)?.mul_scalar(LATENT_SCALE))
+    }
+
+    /// Step 5: `steps` sampler steps from `z_cond` noised with `noise` to the first
+    /// timestep, with the latent-size mask; the last `x0` decoded and clamped to
+    /// `[-1, 1]` (`[1, 3, H, W]`).
+    pub fn sample(
+        &self,
+        z_cond: &Tensor<4>,
+        mask: &Tensor<4>,
+        noise: &Tensor<4>,
+        steps: usize,
+        progress: impl FnMut(Progress) -> Control,
+    ) -> Result<Tensor<4>> {
+        let sampler = DciVitonSampler::new(steps);
+        let x_init = sampler.initial_latent(&self.scheduler, z_cond, noise)?;
+        let out = sampler.run(
+            &self.scheduler,
+            x_init,
+            z_cond,
+            mask,
+            |x, t| self.unet.forward(x.clone(), t),
+            progress,
+        )?;
+        Ok(self
+            .vae
+            .decode(out.x0_pred.div_scalar(LATENT_SCALE))?
+            .clamp(-1.0, 1.0))
     }
 }
