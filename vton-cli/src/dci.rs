@@ -10,6 +10,7 @@ use vton_core::io::{read_image, RgbImage};
 use vton_core::models::dci_viton::DciVitonUNetOptions;
 use vton_core::pipelines::dci_viton::{DciVitonInputs, DciVitonOptions, DciVitonPipeline};
 use vton_core::pipelines::diffusion::Control;
+use vton_core::schedulers::dci_viton::DciSampler;
 use vton_core::{Result, VtonError};
 
 use crate::gan::{need, TryOnFiles};
@@ -39,6 +40,13 @@ pub struct DciArgs {
     /// dci-viton: diffusion image size, square (the original: 512).
     #[arg(long, default_value_t = 512)]
     pub dci_image_size: usize,
+    /// dci-viton: the sampling loop: `original` (viton_pipeline.py's), `ddim` or `dpm`
+    /// (vton's DDIM / DPM-Solver++ on the same betas; fewer steps do).
+    #[arg(long, default_value = "original")]
+    pub dci_sampler: String,
+    /// dci-viton: DDIM eta (with --dci-sampler ddim).
+    #[arg(long, default_value_t = 0.0)]
+    pub dci_eta: f32,
 }
 
 fn is_checkpoint(p: &Path) -> bool {
@@ -201,6 +209,7 @@ pub fn try_on(
             image_size: d.dci_image_size,
             steps,
             seed,
+            sampler: DciSampler::from_name(&d.dci_sampler, d.dci_eta)?,
         },
         |p| {
             bar.set_length(p.total as u64);

@@ -676,3 +676,96 @@ fn sampler_progress_can_cancel_and_shapes_are_checked() {
     assert_eq!(DciVitonSampler::default().steps, 200);
     assert!(DciVitonSampler::new(0).timesteps(&sched).is_err());
 }
+
+/// The U-Net sampled with vton's DDIM / DPM-Solver on the original betas, against the same
+/// loop run with the original U-Net and diffusers' schedulers
+/// (scripts/reference/gen_dci_viton_schedulers.py): timesteps exact, every step's noise
+/// prediction and the final latent within `atol + 1e-4 |ref|`, atol = max(2e-4, 4 x the
+/// float64 re-run's distance) since x0 = (x - sqrt(1 - ab) eps) / sqrt(ab) amplifies
+/// float32 differences at the first timestep (and the random U-Net's latents grow to
+/// 1e4, so the relative term dominates there).
+#[test]
+fn unet_samples_with_ddim_and_dpm_like_diffusers() {
+    use vton_core::schedulers::dci_viton::{sample_with_scheduler, DciSampler};
+    let dev = test_device();
+    let ck = Checkpoint::open(fixture("dci_viton_unet_ckpt.pth")).unwrap();
+    let unet = DciVitonUNet::load(&ck, &opts_for("dci_viton_unet"), &dev).unwrap();
+    let inp = read_safetensors(&fixture("dci_viton_unet_sampler.safetensors"));
+    let z: Tensor<4> = tensor(&inp, "input.z_cond", &dev);
+    let mask: Tensor<4> = tensor(&inp, "input.mask", &dev);
+    let noise: Tensor<4> = tensor(&inp, "input.init_noise", &dev);
+    let fx = read_safetensors(&fixture("dci_viton_schedulers.safetensors"));
+    let j = json("dci_viton_schedulers.json");
+    for (case, meta) in j["cases"].as_object().unwrap() {
+        let schedule = DciBetaSchedule::from_name(meta["beta_schedule"].as_str().unwrap()).unwrap();
+        let table = DciVitonScheduler::new(1000, schedule).unwrap();
+        let sampler = match meta["scheduler"].as_str().unwrap() {
+            "DDIMScheduler" => DciSampler::Ddim { eta: 0.0 },
+            "DPMSolverMultistepScheduler" => DciSampler::DpmSolver { order: 2 },
+            other => panic!("unexpected scheduler {other}"),
+        };
+        let mut sched = sampler.scheduler(&table).unwrap().unwrap();
+        let steps = meta["steps"].as_u64().unwrap() as usize;
+        let (es, ev) = &fx[&format!("{case}.eps")];
+        let per: usize = es[1..].iter().product();
+        let mut seen_t = Vec::new();
+        let mut eps_err = 0f32;
+        let mut i = 0usize;
+        let got = sample_with_scheduler(
+            sched.as_mut(),
+            steps,
+            &z,
+            &mask,
+            &noise,
+            0.0,
+            0,
+            |x, t| {
+                seen_t.push(t);
+                let e = unet.forward(x.clone(), t)?;
+                // relative to the step's largest |eps| (the random U-Net's inputs grow)
+                let r = &ev[i * per..(i + 1) * per];
+                let scale = r.iter().fold(1f32, |m, v| m.max(v.abs()));
+                eps_err = eps_err.max(max_abs(&values(e.clone()), r) / scale);
+                i += 1;
+                Ok(e)
+            },
+            |_| Control::Continue,
+        )
+        .unwrap();
+        let want_t: Vec<i64> = fx[&format!("{case}.timesteps")]
+            .1
+            .iter()
+            .map(|&v| v as i64)
+            .collect();
+        assert_eq!(seen_t, want_t, "{case}: timesteps");
+        let want = &fx[&format!("{case}.final")].1;
+        let floor = meta["float64_final_max_abs"].as_f64().unwrap() as f32;
+        let got = values(got);
+        let rel = max_abs(&got, want) / want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        eprintln!("{case}: eps max relative {eps_err:.3e}, final relative to its max {rel:.3e} (float64 floor {floor:.3e})");
+        assert!(eps_err < 1e-4, "{case}: eps max relative {eps_err}");
+        assert_close(
+            &format!("{case} final"),
+            &got,
+            want,
+            (4.0 * floor).max(2e-4),
+            1e-4,
+        );
+    }
+    // The original sampler has no vton scheduler; bad names and etas are typed errors.
+    assert!(DciSampler::Original
+        .scheduler(&DciVitonScheduler::default())
+        .unwrap()
+        .is_none());
+    assert!(DciSampler::from_name("euler", 0.0).is_err());
+    assert!(DciSampler::Ddim { eta: -1.0 }
+        .scheduler(&DciVitonScheduler::default())
+        .is_err());
+    assert!(DciSampler::DpmSolver { order: 3 }
+        .scheduler(&DciVitonScheduler::default())
+        .is_err());
+    assert_eq!(
+        DciSampler::from_name("DPM++", 0.0).unwrap(),
+        DciSampler::DpmSolver { order: 2 }
+    );
+}

@@ -19,7 +19,8 @@
 //! 4. The agnostic mask, PIL-resized to `image_size`, mapped to `[-1, 1]` and
 //!    nearest-resized to the latent size, is the U-Net's last input channel.
 //! 5. The start latent is `z_cond` noised to the first timestep; the 200-step loop of
-//!    [`DciVitonSampler`]; the last `x0` prediction decoded and clamped to `[-1, 1]`.
+//!    [`DciVitonSampler`]; the last `x0` prediction decoded and clamped to `[-1, 1]`. Or
+//!    vton's DDIM / DPM-Solver on the same betas ([`DciSampler`]).
 //!
 //! DensePose is the caller's: an RGB image as the original's `open_pose()` gives it to
 //! the network (its fine-segmentation drawing, min-max scaled). The garment mask is the
@@ -37,7 +38,9 @@ use crate::models::dci_viton::{DciVitonUNet, DciVitonUNetOptions, DciVitonWarpin
 use crate::models::AutoencoderKL;
 use crate::nn;
 use crate::pipelines::diffusion::{Control, Progress};
-use crate::schedulers::dci_viton::{DciBetaSchedule, DciVitonSampler, DciVitonScheduler};
+use crate::schedulers::dci_viton::{
+    sample_with_scheduler, DciBetaSchedule, DciSampler, DciVitonSampler, DciVitonScheduler,
+};
 
 /// LIP labels kept from the photo in the agnostic image: glasses, face, pants, skirt,
 /// legs, shoes.
@@ -252,8 +255,12 @@ pub struct DciVitonOptions {
     /// Sampler steps (the original: 200).
     pub steps: usize,
     /// Seed of the VAE posterior sample (`seed`) and of the start noise (`seed + 1`); the
-    /// original draws both from torch's global generator.
+    /// original draws both from torch's global generator. DDIM with `eta > 0` draws its
+    /// step noise from `seed + 2 + step`.
     pub seed: u64,
+    /// The sampling loop: the original's (default), or vton's DDIM / DPM-Solver on the
+    /// same betas.
+    pub sampler: DciSampler,
 }
 
 impl Default for DciVitonOptions {
@@ -263,6 +270,7 @@ impl Default for DciVitonOptions {
             image_size: 512,
             steps: 200,
             seed: 0,
+            sampler: DciSampler::Original,
         }
     }
 }
@@ -364,7 +372,15 @@ impl DciVitonPipeline {
         let mask = nn::resize_nearest(w.agnostic_mask, lh, lw);
         let noise = crate::rng::randn(z_cond.dims(), opts.seed.wrapping_add(1), &device);
         let image = self
-            .sample(&z_cond, &mask, &noise, opts.steps, &mut progress)?
+            .sample_with(
+                &z_cond,
+                &mask,
+                &noise,
+                opts.steps,
+                opts.sampler,
+                opts.seed.wrapping_add(2),
+                &mut progress,
+            )?
             .add_scalar(1.0)
             .div_scalar(2.0);
         let image = tensor_to_rgb(image)?;
@@ -403,6 +419,48 @@ impl DciVitonPipeline {
         steps: usize,
         progress: impl FnMut(Progress) -> Control,
     ) -> Result<Tensor<4>> {
+        self.sample_with(
+            z_cond,
+            mask,
+            noise,
+            steps,
+            DciSampler::Original,
+            0,
+            progress,
+        )
+    }
+
+    /// [`DciVitonPipeline::sample`] with a choice of sampler: the original loop, or vton's
+    /// DDIM / DPM-Solver on the same betas ([`sample_with_scheduler`], final latent
+    /// decoded and clamped the same way). `seed` feeds DDIM's stochastic steps.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_with(
+        &self,
+        z_cond: &Tensor<4>,
+        mask: &Tensor<4>,
+        noise: &Tensor<4>,
+        steps: usize,
+        sampler: DciSampler,
+        seed: u64,
+        progress: impl FnMut(Progress) -> Control,
+    ) -> Result<Tensor<4>> {
+        if let Some(mut sched) = sampler.scheduler(&self.scheduler)? {
+            let z = sample_with_scheduler(
+                sched.as_mut(),
+                steps,
+                z_cond,
+                mask,
+                noise,
+                sampler.eta(),
+                seed,
+                |x, t| self.unet.forward(x.clone(), t),
+                progress,
+            )?;
+            return Ok(self
+                .vae
+                .decode(z.div_scalar(LATENT_SCALE))?
+                .clamp(-1.0, 1.0));
+        }
         let sampler = DciVitonSampler::new(steps);
         let x_init = sampler.initial_latent(&self.scheduler, z_cond, noise)?;
         let out = sampler.run(

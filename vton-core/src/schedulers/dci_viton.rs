@@ -39,6 +39,10 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::{Result, VtonError};
 use crate::pipelines::diffusion::{Control, Progress};
 
+use super::ddim::DDIMConfig;
+use super::dpm::DPMSolverConfig;
+use super::{BetaConfig, DDIMScheduler, DPMSolverMultistepScheduler, Scheduler, TimestepSpacing};
+
 /// The beta schedule of `NoiseScheduler(beta_schedule=...)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DciBetaSchedule {
@@ -371,6 +375,153 @@ impl DciVitonSampler {
             timesteps: ts,
         })
     }
+}
+
+/// How [`crate::pipelines::dci_viton::DciVitonPipeline`] samples the U-Net.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum DciSampler {
+    /// `viton_pipeline.py`'s loop ([`DciVitonSampler`]): deterministic, the latent
+    /// clamped to `[-1, 1]` between steps, the last `x0` prediction decoded.
+    #[default]
+    Original,
+    /// diffusers' `DDIMScheduler` on the same betas ([`DciVitonScheduler::ddim`]); `eta`
+    /// above 0 adds DDIM's stochastic term (drawn from the run's seed).
+    Ddim { eta: f32 },
+    /// diffusers' `DPMSolverMultistepScheduler` (DPM-Solver++, `order` 1 or 2) on the same
+    /// betas ([`DciVitonScheduler::dpm_solver`]).
+    DpmSolver { order: usize },
+}
+
+impl DciSampler {
+    /// `original`, `ddim`, `dpm` / `dpm++` / `dpmsolver` (order 2), as the CLI and the
+    /// bindings name them.
+    pub fn from_name(name: &str, eta: f32) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "original" | "dci" | "dci-viton" => Ok(DciSampler::Original),
+            "ddim" => Ok(DciSampler::Ddim { eta }),
+            "dpm" | "dpm++" | "dpmsolver" | "dpm-solver" => Ok(DciSampler::DpmSolver { order: 2 }),
+            other => Err(VtonError::invalid(
+                "sampler",
+                format!("'{other}' is not one of original, ddim, dpm"),
+            )),
+        }
+    }
+
+    /// The vton scheduler for this choice (`None` for [`DciSampler::Original`]).
+    pub fn scheduler(&self, schedule: &DciVitonScheduler) -> Result<Option<Box<dyn Scheduler>>> {
+        Ok(match *self {
+            DciSampler::Original => None,
+            DciSampler::Ddim { eta } => {
+                if !(eta.is_finite() && eta >= 0.0) {
+                    return Err(VtonError::invalid("eta", format!("{eta} (must be >= 0)")));
+                }
+                Some(Box::new(schedule.ddim()?))
+            }
+            DciSampler::DpmSolver { order } => Some(Box::new(schedule.dpm_solver(order)?)),
+        })
+    }
+
+    /// DDIM's `eta` (0 for the deterministic samplers).
+    pub fn eta(&self) -> f32 {
+        match *self {
+            DciSampler::Ddim { eta } => eta,
+            _ => 0.0,
+        }
+    }
+}
+
+impl DciVitonScheduler {
+    /// These betas as a diffusers schedule (`trained_betas`), so vton's DDIM / DDPM / DPM
+    /// schedulers see exactly the tables the U-Net was trained with (the cumulative
+    /// product is computed the same way, so `alphas_cumprod` agree bit for bit).
+    pub fn beta_config(&self) -> BetaConfig {
+        BetaConfig {
+            num_train_timesteps: self.num_timesteps,
+            trained_betas: Some(self.betas.iter().map(|&b| b as f64).collect()),
+            ..BetaConfig::default()
+        }
+    }
+
+    /// diffusers' `DDIMScheduler(trained_betas=betas, clip_sample=False,
+    /// set_alpha_to_one=False, steps_offset=1)` with `"leading"` spacing: Stable
+    /// Diffusion's DDIM settings for latents.
+    pub fn ddim(&self) -> Result<DDIMScheduler> {
+        DDIMScheduler::new(DDIMConfig {
+            betas: self.beta_config(),
+            clip_sample: false,
+            set_alpha_to_one: false,
+            steps_offset: 1,
+            timestep_spacing: TimestepSpacing::Leading,
+            ..DDIMConfig::default()
+        })
+    }
+
+    /// diffusers' `DPMSolverMultistepScheduler(trained_betas=betas,
+    /// algorithm_type="dpmsolver++", solver_order=order)` with `"linspace"` spacing.
+    pub fn dpm_solver(&self, order: usize) -> Result<DPMSolverMultistepScheduler> {
+        DPMSolverMultistepScheduler::new(DPMSolverConfig {
+            betas: self.beta_config(),
+            solver_order: order,
+            ..DPMSolverConfig::default()
+        })
+    }
+}
+
+/// Samples the DCI-VITON U-Net with a vton scheduler: `steps` inference timesteps, the
+/// start latent `add_noise(z_cond, noise, timesteps[0])` (the original also starts from
+/// the noised condition latent, not from pure noise), then per timestep
+/// `eps = predict_noise(cat([x, z_cond, mask], 1), t)` and `x = step(eps, t, x)`. Returns
+/// the final latent (the caller decodes it). No clamp between steps: that is the
+/// original loop's rule, not DDIM's or DPM-Solver's.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_with_scheduler<F, P>(
+    scheduler: &mut dyn Scheduler,
+    steps: usize,
+    z_cond: &Tensor<4>,
+    mask: &Tensor<4>,
+    noise: &Tensor<4>,
+    eta: f32,
+    seed: u64,
+    mut predict_noise: F,
+    mut progress: P,
+) -> Result<Tensor<4>>
+where
+    F: FnMut(&Tensor<4>, i64) -> Result<Tensor<4>>,
+    P: FnMut(Progress) -> Control,
+{
+    if steps == 0 {
+        return Err(VtonError::invalid("steps", "must be at least 1"));
+    }
+    same_shape("noise", noise, z_cond)?;
+    let [b, _, h, w] = z_cond.dims();
+    if mask.dims() != [b, 1, h, w] {
+        return Err(VtonError::Shape {
+            what: "mask".into(),
+            expected: format!("[{b}, 1, {h}, {w}]"),
+            actual: mask.dims().to_vec(),
+        });
+    }
+    scheduler.set_timesteps(steps)?;
+    let ts = scheduler.timesteps().to_vec();
+    let total = ts.len();
+    let mut x = scheduler.add_noise(z_cond.clone(), noise.clone(), &vec![ts[0]; b])?;
+    for (i, &t) in ts.iter().enumerate() {
+        let input = Tensor::cat(vec![x.clone(), z_cond.clone(), mask.clone()], 1);
+        let eps = predict_noise(&input, t)?;
+        same_shape("noise prediction", &eps, &x)?;
+        x = scheduler
+            .step(eps, t, x, eta, None, seed.wrapping_add(i as u64))?
+            .prev_sample;
+        if progress(Progress {
+            step: i + 1,
+            total,
+            timestep: t,
+        }) == Control::Cancel
+        {
+            return Err(VtonError::Cancelled { step: i + 1, total });
+        }
+    }
+    Ok(x)
 }
 
 #[cfg(test)]
