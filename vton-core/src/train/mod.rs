@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod cpvton;
 pub mod data;
+pub mod dci_viton_unet;
 pub mod dci_viton_warp;
 pub mod diffusion;
 pub mod drive;
