@@ -400,6 +400,10 @@ fn save_original_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latent_epoch_0.pth");
     tr.save_original(&path, 0).unwrap();
+    // For checking by hand with the original `torch.load` (see the fixture README).
+    if let Ok(keep) = std::env::var("VTON_KEEP_DCI_UNET_PTH") {
+        std::fs::copy(&path, keep).unwrap();
+    }
     let opts = DciVitonUNetOptions {
         num_groups: f.options().num_groups,
         se_reduction: None,
@@ -558,4 +562,100 @@ fn bad_batch_is_a_typed_error() {
     let same = before.iter().all(|(k, v)| after[k] == *v);
     assert!(same);
     let _: BTreeMap<String, HostTensor> = after;
+}
+
+/// The run loop drives the trainer on the VITON-HD data source: log, validation panel,
+/// checkpoint, and a resume that continues the step count and the optimiser state.
+#[test]
+fn run_loop_with_resume() {
+    use std::sync::atomic::AtomicBool;
+    use vton_core::train::dci_viton_unet::{DciUNetDrive, DCI_UNET_KIND};
+    use vton_core::train::drive::{TrainKind, TrainSetup};
+    use vton_core::train::run::{run, RunConfig, Trainer};
+    let f = fixture();
+    let device = Device::default();
+    let mut o = serde_json::Map::new();
+    o.insert(
+        "vae".into(),
+        Value::String(
+            fx("dci_viton_pipeline_vae_pretrained")
+                .display()
+                .to_string(),
+        ),
+    );
+    o.insert("image_size".into(), 64.into());
+    o.insert("warp_size".into(), 64.into());
+    o.insert("val_count".into(), 1.into());
+    o.insert("num_groups".into(), f.meta["unet"]["num_groups"].clone());
+    let mut setup = TrainSetup::new(TrainKind::Unet);
+    setup.vgg = Some(fx("training/train_dci_viton_unet.safetensors"));
+    setup.weights_checkpoint = Some(f.prefixed("weights."));
+    setup.options = o.clone();
+    let spec = DataSpec {
+        root: fx("vitonhd_tiny"),
+        batch_size: 1,
+        seed: 2,
+        workers: 0,
+        skip_bad: false,
+        options: serde_json::Map::new(),
+        start_batch: 0,
+    };
+    let out = tempfile::tempdir().unwrap();
+    let cfg = |steps, resume| RunConfig {
+        out_dir: out.path().to_path_buf(),
+        steps,
+        save_every: 0,
+        val_every: 1,
+        resume,
+        keep_checkpoints: 0,
+    };
+    let cancel = AtomicBool::new(false);
+    let mut tr = DciUNetDrive::new(&setup, &device).unwrap();
+    assert_eq!(tr.kind(), DCI_UNET_KIND);
+    let (mut data, val) = open_dci_unet_data(&spec, &o, &device).unwrap();
+    let mut val = val.unwrap();
+    let s = run(
+        &mut tr,
+        data.as_mut(),
+        Some(val.as_mut()),
+        &cfg(2, false),
+        &cancel,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(s.steps_done, 2);
+    assert!(out.path().join("samples").read_dir().unwrap().count() >= 2);
+    let log = std::fs::read_to_string(out.path().join("log.jsonl")).unwrap();
+    assert!(log.contains("\"vgg\"") && log.contains("\"mse\""));
+    // Resume to 3 steps: a new trainer picks up the step count and the moments.
+    let mut tr2 = DciUNetDrive::new(&setup, &device).unwrap();
+    let (mut data2, _) = open_dci_unet_data(
+        &DataSpec {
+            start_batch: 2,
+            ..spec.clone()
+        },
+        &o,
+        &device,
+    )
+    .unwrap();
+    let s2 = run(
+        &mut tr2,
+        data2.as_mut(),
+        None,
+        &cfg(3, true),
+        &cancel,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(s2.steps_done, 3);
+    assert_eq!(tr2.trainer().loss_history().len(), 3);
+    let st = tr2.trainer().optimizer_state().unwrap();
+    assert!(st.values().all(|(_, _, n)| *n == 3));
+    // Unknown options are refused.
+    let mut bad = setup.clone();
+    bad.options.insert("learning_rate_typo".into(), 1.into());
+    assert!(matches!(
+        DciUNetDrive::new(&bad, &device),
+        Err(VtonError::InvalidArgument { .. })
+    ));
 }
