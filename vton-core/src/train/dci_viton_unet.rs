@@ -1412,7 +1412,7 @@ impl DciUNetDataSource {
         let pairs = parse_pairs(&bytes, &layout.pairs_file.display().to_string())?;
         let vae = AutoencoderKL::from_pretrained(&options.vae, device)?;
         let f = vae.downsample_factor();
-        if options.image_size == 0 || options.image_size % f != 0 {
+        if options.image_size == 0 || !options.image_size.is_multiple_of(f) {
             return Err(VtonError::invalid(
                 "image_size",
                 format!(
