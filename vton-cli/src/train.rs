@@ -1,4 +1,5 @@
-//! `vton train gmm|tom|tocg|unet`: the original training scripts, on vton's trainers.
+//! `vton train gmm|tom|tocg|unet|dci-viton-warp|dci-viton-unet`: the original training
+//! scripts and notebooks, on vton's trainers.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,12 @@ pub enum Kind {
     Tocg,
     /// Latent-diffusion U-Net fine-tuning (a diffusers U-Net folder).
     Unet,
+    /// DanMenCas/DCI-VITON warping network (Train_WarpingNetwork.ipynb); --vgg required.
+    DciVitonWarp,
+    /// DanMenCas/DCI-VITON diffusion U-Net (Train_DiffusionModel.ipynb); --vgg and
+    /// --opt vae=<diffusers VAE folder> required, --opt warping=<checkpoint> to paste
+    /// warped garments into the inputs.
+    DciVitonUnet,
 }
 
 #[derive(Args)]
@@ -36,7 +43,9 @@ pub struct TrainArgs {
     out: PathBuf,
     /// Initial weights under the original keys (gmm/tom: a .pth or safetensors state
     /// dict; tocg: the condition generator; unet: a diffusers U-Net folder). Without it,
-    /// gmm and tom start from the original scripts' initialisation (seeded).
+    /// gmm, tom, dci-viton-warp and dci-viton-unet start from the original scripts'
+    /// initialisation (seeded). dci-viton-*: the original's `torch.save` dict (its
+    /// optimiser state is resumed too) or a bare state dict.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// tocg: the discriminator's initial weights.
@@ -121,6 +130,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         Kind::Tom => TrainKind::Tom,
         Kind::Tocg => TrainKind::Tocg,
         Kind::Unet => TrainKind::Unet,
+        Kind::DciVitonWarp => TrainKind::DciWarp,
+        Kind::DciVitonUnet => TrainKind::DciUnet,
     };
     let setup = TrainSetup {
         kind,
@@ -277,6 +288,10 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "none".into())
     );
+    // Also in the original repository's own format where it differs (DCI-VITON's dicts).
+    for p in trainer.export_original(&args.out)? {
+        println!("original format: {}", p.display());
+    }
     if summary.cancelled {
         return Err(VtonError::Cancelled {
             step: summary.steps_done,

@@ -587,7 +587,7 @@ fn run_loop_with_resume() {
     o.insert("warp_size".into(), 64.into());
     o.insert("val_count".into(), 1.into());
     o.insert("num_groups".into(), f.meta["unet"]["num_groups"].clone());
-    let mut setup = TrainSetup::new(TrainKind::Unet);
+    let mut setup = TrainSetup::new(TrainKind::DciUnet);
     setup.vgg = Some(fx("training/train_dci_viton_unet.safetensors"));
     setup.weights_checkpoint = Some(f.prefixed("weights."));
     setup.options = o.clone();

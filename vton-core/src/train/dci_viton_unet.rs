@@ -929,6 +929,16 @@ impl Trainer for DciUNetDrive {
         DCI_UNET_KIND
     }
 
+    /// `diffusion_unet.pth`: the notebook's `{'epoch', 'model_state_dict',
+    /// 'optimizer_state_dict', 'loss'}` (`epoch` holds the optimiser steps done: the loop
+    /// counts steps, not passes).
+    fn export_original(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).map_err(|e| VtonError::io(dir, e))?;
+        let path = dir.join("diffusion_unet.pth");
+        self.trainer.save_original(&path, self.steps_done())?;
+        Ok(vec![path])
+    }
+
     fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
         let (b, d) = self.batch(batch)?;
         let out = match d {

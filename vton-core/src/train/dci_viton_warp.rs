@@ -767,6 +767,15 @@ impl Trainer for DciWarpTrainer {
         KIND
     }
 
+    /// `warping_network.pth`: `{'model_state_dict', 'optimizer_state_dict'}` (the name
+    /// holds "warping", so `vton try-on --method dci-viton --weights DIR` finds it).
+    fn export_original(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).map_err(|e| VtonError::io(dir, e))?;
+        let path = dir.join("warping_network.pth");
+        self.save_original(&path)?;
+        Ok(vec![path])
+    }
+
     fn train_step(&mut self, batch: &Batch) -> Result<LossTerms> {
         let b = DciWarpBatch::from_batch(batch)?;
         Ok(self.step(&b, false)?.losses)

@@ -33,6 +33,10 @@ pub enum TrainKind {
     Tom,
     Tocg,
     Unet,
+    /// DanMenCas/DCI-VITON's warping network (`Train_WarpingNetwork.ipynb`).
+    DciWarp,
+    /// DanMenCas/DCI-VITON's diffusion U-Net (`Train_DiffusionModel.ipynb`).
+    DciUnet,
 }
 
 impl TrainKind {
@@ -42,6 +46,8 @@ impl TrainKind {
             TrainKind::Tom => "tom",
             TrainKind::Tocg => "tocg",
             TrainKind::Unet => "unet",
+            TrainKind::DciWarp => crate::train::dci_viton_warp::KIND,
+            TrainKind::DciUnet => crate::train::dci_viton_unet::DCI_UNET_KIND,
         }
     }
 
@@ -51,9 +57,13 @@ impl TrainKind {
             "tom" => Ok(TrainKind::Tom),
             "tocg" | "condition" => Ok(TrainKind::Tocg),
             "unet" => Ok(TrainKind::Unet),
+            "dci-viton-warp" | "dci_viton_warp" => Ok(TrainKind::DciWarp),
+            "dci-viton-unet" | "dci_viton_unet" => Ok(TrainKind::DciUnet),
             other => Err(VtonError::invalid(
                 "kind",
-                format!("'{other}' is not one of gmm, tom, tocg, unet"),
+                format!(
+                    "'{other}' is not one of gmm, tom, tocg, unet, dci-viton-warp, dci-viton-unet"
+                ),
             )),
         }
     }
@@ -284,6 +294,9 @@ pub fn default_steps(setup: &TrainSetup) -> usize {
             .unwrap_or(200_000),
         TrainKind::Tocg => o.usize("keep_step", 300_000).unwrap_or(300_000),
         TrainKind::Unet => o.usize("max_train_steps", 10_000).unwrap_or(10_000),
+        // The notebooks: 31 epochs over 3000 pairs (warping), 301 over 2000 (U-Net).
+        TrainKind::DciWarp => 31 * 3000,
+        TrainKind::DciUnet => 301 * 2000,
     }
 }
 
@@ -299,6 +312,10 @@ pub fn build_trainer(setup: &TrainSetup, device: &Device) -> Result<Box<dyn Trai
         TrainKind::Tom => Ok(Box::new(TomDrive::new(setup, device)?)),
         TrainKind::Tocg => Ok(Box::new(TocgDrive::new(setup, device)?)),
         TrainKind::Unet => crate::train::drive_unet::build_unet_trainer(setup, device),
+        TrainKind::DciWarp => Ok(Box::new(
+            crate::train::dci_viton_warp::DciWarpTrainer::from_setup(setup, device, &[])?,
+        )),
+        TrainKind::DciUnet => crate::train::dci_viton_unet::build_dci_unet_trainer(setup, device),
     }
 }
 
@@ -771,6 +788,20 @@ pub fn open_data(kind: TrainKind, spec: &DataSpec, device: &Device) -> Result<Da
         }
         TrainKind::Unet => {
             return crate::train::drive_unet::open_unet_data(spec, &spec.options, device)
+        }
+        TrainKind::DciWarp => {
+            return crate::train::dci_viton_warp::open_dci_warp_data_with(
+                &spec.root,
+                &spec.options,
+                spec.batch_size,
+                spec.seed,
+                spec.skip_bad,
+                spec.start_batch,
+                device,
+            )
+        }
+        TrainKind::DciUnet => {
+            return crate::train::dci_viton_unet::open_dci_unet_data(spec, &spec.options, device)
         }
     };
     let val_count = o.usize("val_count", 4)?.min(dataset.len()).max(1);

@@ -59,6 +59,13 @@ pub trait Trainer: Send {
     fn training_state(&self) -> Result<TrainingState>;
     /// Continues from a state [`Trainer::training_state`] produced.
     fn restore(&mut self, state: TrainingState) -> Result<()>;
+    /// Writes the trained model(s) into `dir` in the original repository's own file format
+    /// when that differs from the loop's checkpoints (DCI-VITON saves
+    /// `{'model_state_dict', 'optimizer_state_dict'}` dicts); returns the files written.
+    /// The default writes nothing: the loop's `<model>.pth` already is the original format.
+    fn export_original(&self, _dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
     /// Trains data-parallel over these devices from the next step on (one replica per
     /// device, the batch split along dim 0, gradients averaged; see
     /// [`crate::train::cpvton::data_parallel`]). One device is the plain step.
