@@ -55,6 +55,16 @@ typedef enum vton_method {
    Geometric warp pasted into the agnostic person, repainted by an inpainting U-Net.
    */
   VTON_METHOD_INPAINT = 1,
+  /*
+   DanMenCas/DCI-VITON (VITON-HD; not the DCI-VTON of the paper it cites): a
+   flow-warping network and an AdaGN/SE diffusion U-Net from the original's
+   checkpoints, with a Stable Diffusion VAE. The weights folder holds the warping
+   checkpoint (the `.pth` / `.pt` / `.bin` / `.ckpt` / `.safetensors` file whose name
+   contains "warping"), exactly one other checkpoint (the U-Net) and `vae/` (a
+   diffusers folder). The U-Net's GroupNorm groups are the original's 8; see
+   `vton_pipeline_load_dci_viton` for others.
+   */
+  VTON_METHOD_DCI_VITON = 2,
 } vton_method;
 
 /*
@@ -127,6 +137,14 @@ typedef struct vton_result vton_result;
 
 /*
  Sampling parameters; start from [`vton_diffusion_params_default`].
+
+ DCI-VITON reads `steps` (the original's loop with that many steps, as given: the
+ original samples 200, the defaults give 50), `seed` (the VAE posterior sample and the
+ start noise) and `height` / `width` (the square diffusion size: both 0 = the original's
+ 512, otherwise equal positive multiples of 8; the warping runs at min(256, size)).
+ `guidance`, `eta` and `strength` are not used by DCI-VITON (its loop has no guidance
+ and no eta, and always starts from the noised conditioning latent): any values are
+ accepted and ignored, so one parameter set serves every method.
  */
 typedef struct vton_diffusion_params {
   /*
@@ -283,6 +301,11 @@ struct vton_diffusion_params vton_diffusion_params_default(void);
 /*
  Loads a diffusers inpainting pipeline folder (`vae/`, `unet/`, `scheduler/`);
  `attn_checkpoint` (CatVTON's attention weights, file or folder) may be NULL.
+ `VTON_METHOD_DCI_VITON`: a DCI-VITON weights folder (see the method) and
+ `attn_checkpoint` NULL (else `VTON_STATUS_INVALID_ARGUMENT`); a folder that is not
+ there is `VTON_STATUS_FILE_NOT_FOUND`, a part missing or ambiguous
+ `VTON_STATUS_INVALID_ARGUMENT` naming it, weights that do not fit
+ `VTON_STATUS_CHECKPOINT`.
  */
 enum vton_status vton_pipeline_load(enum vton_method method,
                                     const char *weights_dir,
@@ -298,6 +321,15 @@ void vton_pipeline_free(struct vton_pipeline *pipeline);
  Runs a diffusion try-on on the inputs (person, garment; keypoints and person mask
  estimated when not set, as in `vton_try_on_geometric`; optional garment mask). The result holds the image (at the person's size) and the geometric
  intermediates. `progress` may be NULL; `user` is passed to it.
+
+ DCI-VITON: person, garment, the person's LIP parse (`vton_inputs_set_parse` /
+ `vton_inputs_read_parse`, at the photo's size; not estimated: the C API has no human
+ parser) and the DensePose image (`vton_inputs_set_densepose_rgb`) must be set, else
+ `VTON_STATUS_INVALID_ARGUMENT` naming the missing input; keypoints are estimated when
+ not set, the garment mask too. See `vton_diffusion_params` for the parameters it
+ reads. The image is the diffusion size (square, not the person's size); the warped
+ garment output is the warped garment pasted into the agnostic person (warping size);
+ the agnostic image and mask are at the photo's size; there is no warped mask.
  */
 enum vton_status vton_try_on_diffusion(struct vton_pipeline *pipeline,
                                        const struct vton_inputs *inputs,
@@ -347,6 +379,16 @@ const uint8_t *vton_image_data(const struct vton_image *image);
  Frees an image (NULL is ignored).
  */
 void vton_image_free(struct vton_image *image);
+
+/*
+ Loads DCI-VITON from a weights folder as `vton_pipeline_load(VTON_METHOD_DCI_VITON, ...)`
+ does, with the U-Net's GroupNorm group count given (`num_groups`; 0 = the original's
+ 8), for checkpoints trained with another count (it is not stored in them; a count that
+ does not divide the U-Net's widths is `VTON_STATUS_CHECKPOINT`).
+ */
+enum vton_status vton_pipeline_load_dci_viton(const char *weights_dir,
+                                              uint32_t num_groups,
+                                              struct vton_pipeline **out);
 
 /*
  Estimates the pose and person mask of one person in an interleaved 8-bit RGB photo

@@ -57,6 +57,18 @@ cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_metrics.c -L"$RE
 cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_metrics.c "$REL/libvton.a" -lm -lpthread -ldl \
    -o "$TARGET"/ctest/test_metrics_static
 "$TARGET"/ctest/test_metrics_static tests/fixtures/metrics
+# DCI-VITON through vton_pipeline_load: a weights folder made of the random-weight test
+# networks (a checkpoint named *warping*, the U-Net, vae/).
+rm -rf "$TARGET/ctest/dci_weights" && mkdir -p "$TARGET/ctest/dci_weights"
+cp tests/fixtures/dci_viton_warping_oc3.safetensors "$TARGET/ctest/dci_weights/warping.safetensors"
+cp tests/fixtures/dci_viton_unet.safetensors "$TARGET/ctest/dci_weights/unet.safetensors"
+cp -r tests/fixtures/dci_viton_pipeline_vae_pretrained "$TARGET/ctest/dci_weights/vae"
+cc -std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude tests/c/test_dci.c -L"$REL" -lvton \
+   -Wl,-rpath,"$REL" -o "$TARGET"/ctest/test_dci
+"$TARGET"/ctest/test_dci tests/fixtures "$TARGET"/ctest/dci_weights
+cc -std=c11 -Wall -Wextra -Werror -O1 -Iinclude tests/c/test_dci.c "$REL/libvton.a" -lm -lpthread -ldl \
+   -o "$TARGET"/ctest/test_dci_static
+"$TARGET"/ctest/test_dci_static tests/fixtures "$TARGET"/ctest/dci_weights
 if ! command -v valgrind >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null
 fi
@@ -68,6 +80,8 @@ valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-
   "$TARGET"/ctest/test_gan examples tests/fixtures leak
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
   "$TARGET"/ctest/test_estimate examples leak
+valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \
+  "$TARGET"/ctest/test_dci tests/fixtures "$TARGET"/ctest/dci_weights leak
 # "leak": the FID / KID reference part (22 Inception passes, about 2.5 minutes under
 # valgrind) is replaced by two small images per set; every metrics function still runs.
 valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=3 \

@@ -13,6 +13,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use vton_core::io::{Mask, ParseMap, PersonSelection, Pose, RgbImage};
+use vton_core::pipelines::dci_viton::DciVitonPipeline;
 use vton_core::pipelines::diffusion::{
     Control, DiffusionMethod, DiffusionTryOn, DiffusionTryOnSettings, Progress, SamplingOptions,
 };
@@ -402,7 +403,15 @@ fn try_on_inputs(inp: &vton_inputs) -> Result<TryOnInputs, (vton_status, String)
 
 /// A loaded latent-diffusion try-on pipeline (opaque).
 pub struct vton_pipeline {
-    inner: DiffusionTryOn,
+    inner: Pipeline,
+}
+
+/// What a `vton_pipeline` holds.
+pub(crate) enum Pipeline {
+    /// CatVTON or the inpainting try-on (a diffusers folder).
+    Diffusion(DiffusionTryOn),
+    /// DanMenCas/DCI-VITON (two checkpoints and a VAE folder).
+    DciViton(Box<DciVitonPipeline>),
 }
 
 /// Which diffusion try-on to load.
@@ -413,9 +422,25 @@ pub enum vton_method {
     VTON_METHOD_CATVTON = 0,
     /// Geometric warp pasted into the agnostic person, repainted by an inpainting U-Net.
     VTON_METHOD_INPAINT = 1,
+    /// DanMenCas/DCI-VITON (VITON-HD; not the DCI-VTON of the paper it cites): a
+    /// flow-warping network and an AdaGN/SE diffusion U-Net from the original's
+    /// checkpoints, with a Stable Diffusion VAE. The weights folder holds the warping
+    /// checkpoint (the `.pth` / `.pt` / `.bin` / `.ckpt` / `.safetensors` file whose name
+    /// contains "warping"), exactly one other checkpoint (the U-Net) and `vae/` (a
+    /// diffusers folder). The U-Net's GroupNorm groups are the original's 8; see
+    /// `vton_pipeline_load_dci_viton` for others.
+    VTON_METHOD_DCI_VITON = 2,
 }
 
 /// Sampling parameters; start from [`vton_diffusion_params_default`].
+///
+/// DCI-VITON reads `steps` (the original's loop with that many steps, as given: the
+/// original samples 200, the defaults give 50), `seed` (the VAE posterior sample and the
+/// start noise) and `height` / `width` (the square diffusion size: both 0 = the original's
+/// 512, otherwise equal positive multiples of 8; the warping runs at min(256, size)).
+/// `guidance`, `eta` and `strength` are not used by DCI-VITON (its loop has no guidance
+/// and no eta, and always starts from the noised conditioning latent): any values are
+/// accepted and ignored, so one parameter set serves every method.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct vton_diffusion_params {
@@ -454,6 +479,11 @@ pub extern "C" fn vton_diffusion_params_default() -> vton_diffusion_params {
 
 /// Loads a diffusers inpainting pipeline folder (`vae/`, `unet/`, `scheduler/`);
 /// `attn_checkpoint` (CatVTON's attention weights, file or folder) may be NULL.
+/// `VTON_METHOD_DCI_VITON`: a DCI-VITON weights folder (see the method) and
+/// `attn_checkpoint` NULL (else `VTON_STATUS_INVALID_ARGUMENT`); a folder that is not
+/// there is `VTON_STATUS_FILE_NOT_FOUND`, a part missing or ambiguous
+/// `VTON_STATUS_INVALID_ARGUMENT` naming it, weights that do not fit
+/// `VTON_STATUS_CHECKPOINT`.
 #[no_mangle]
 pub unsafe extern "C" fn vton_pipeline_load(
     method: vton_method,
@@ -474,6 +504,21 @@ pub unsafe extern "C" fn vton_pipeline_load(
         let m = match method {
             vton_method::VTON_METHOD_CATVTON => DiffusionMethod::CatVTON,
             vton_method::VTON_METHOD_INPAINT => DiffusionMethod::Inpaint,
+            vton_method::VTON_METHOD_DCI_VITON => {
+                if attn.is_some() {
+                    return Err((
+                        VTON_STATUS_INVALID_ARGUMENT,
+                        "attn_checkpoint must be NULL for VTON_METHOD_DCI_VITON (its two \
+                         checkpoints and vae/ are found in weights_dir)"
+                            .into(),
+                    ));
+                }
+                let p = dci::load(&dir, dci::DCI_NUM_GROUPS)?;
+                *out = Box::into_raw(Box::new(vton_pipeline {
+                    inner: Pipeline::DciViton(Box::new(p)),
+                }));
+                return Ok(());
+            }
         };
         let p = core(DiffusionTryOn::load(
             m,
@@ -481,7 +526,9 @@ pub unsafe extern "C" fn vton_pipeline_load(
             attn.as_deref().map(std::path::Path::new),
             &default_device(),
         ))?;
-        *out = Box::into_raw(Box::new(vton_pipeline { inner: p }));
+        *out = Box::into_raw(Box::new(vton_pipeline {
+            inner: Pipeline::Diffusion(p),
+        }));
         Ok(())
     })
 }
@@ -497,6 +544,15 @@ pub unsafe extern "C" fn vton_pipeline_free(pipeline: *mut vton_pipeline) {
 /// Runs a diffusion try-on on the inputs (person, garment; keypoints and person mask
 /// estimated when not set, as in `vton_try_on_geometric`; optional garment mask). The result holds the image (at the person's size) and the geometric
 /// intermediates. `progress` may be NULL; `user` is passed to it.
+///
+/// DCI-VITON: person, garment, the person's LIP parse (`vton_inputs_set_parse` /
+/// `vton_inputs_read_parse`, at the photo's size; not estimated: the C API has no human
+/// parser) and the DensePose image (`vton_inputs_set_densepose_rgb`) must be set, else
+/// `VTON_STATUS_INVALID_ARGUMENT` naming the missing input; keypoints are estimated when
+/// not set, the garment mask too. See `vton_diffusion_params` for the parameters it
+/// reads. The image is the diffusion size (square, not the person's size); the warped
+/// garment output is the warped garment pasted into the agnostic person (warping size);
+/// the agnostic image and mask are at the photo's size; there is no warped mask.
 #[no_mangle]
 pub unsafe extern "C" fn vton_try_on_diffusion(
     pipeline: *mut vton_pipeline,
@@ -513,6 +569,18 @@ pub unsafe extern "C" fn vton_try_on_diffusion(
         if out.is_null() {
             return Err(null("out"));
         }
+        let mut cb = |p: Progress| match progress {
+            Some(f) if f(p.step as u32, p.total as u32, user) != 0 => Control::Cancel,
+            _ => Control::Continue,
+        };
+        let inner = match &mut pipe.inner {
+            Pipeline::Diffusion(d) => d,
+            Pipeline::DciViton(d) => {
+                let r = dci::try_on(d, inp, prm, &mut cb)?;
+                *out = Box::into_raw(Box::new(r));
+                return Ok(());
+            }
+        };
         let t = try_on_inputs(inp)?;
         let settings = DiffusionTryOnSettings {
             sampling: SamplingOptions {
@@ -526,11 +594,7 @@ pub unsafe extern "C" fn vton_try_on_diffusion(
                 .then_some((prm.height as usize, prm.width as usize)),
             strength: (prm.strength > 0.0).then_some(prm.strength),
         };
-        let mut cb = |p: Progress| match progress {
-            Some(f) if f(p.step as u32, p.total as u32, user) != 0 => Control::Cancel,
-            _ => Control::Continue,
-        };
-        let r = core(pipe.inner.try_on(&t, &settings, &mut cb))?;
+        let r = core(inner.try_on(&t, &settings, &mut cb))?;
         *out = Box::into_raw(Box::new(vton_result::from(r)));
         Ok(())
     })
@@ -673,9 +737,11 @@ pub unsafe extern "C" fn vton_image_free(image: *mut vton_image) {
     }
 }
 
+mod dci;
 mod estimate;
 mod gan;
 mod metrics;
+pub use dci::*;
 pub use estimate::*;
 pub use gan::*;
 pub use metrics::*;

@@ -7,6 +7,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vton_core::burn::tensor::Device;
 use vton_core::io::{read_image, RgbImage};
+use vton_core::models::dci_viton::files::{
+    self, resolve_checkpoints, DciVitonFileOverrides, DciVitonFiles,
+};
 use vton_core::models::dci_viton::DciVitonUNetOptions;
 use vton_core::pipelines::dci_viton::{DciVitonInputs, DciVitonOptions, DciVitonPipeline};
 use vton_core::pipelines::diffusion::Control;
@@ -49,96 +52,26 @@ pub struct DciArgs {
     pub dci_eta: f32,
 }
 
-fn is_checkpoint(p: &Path) -> bool {
-    p.is_file()
-        && matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("pth" | "pt" | "bin" | "ckpt" | "safetensors")
-        )
-}
-
-/// The warping and U-Net checkpoints and the VAE folder, from the flags or --weights.
-fn resolve(d: &DciArgs, weights: Option<&Path>) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(w) = weights {
-        if !w.is_dir() {
-            return Err(VtonError::FileNotFound {
-                path: w.to_path_buf(),
-            });
-        }
-        let rd = std::fs::read_dir(w).map_err(|e| VtonError::Io {
-            path: w.to_path_buf(),
-            source: e,
-        })?;
-        files = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_checkpoint(p))
-            .collect();
-        files.sort();
-    }
-    let name = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default()
+/// The warping and U-Net checkpoints and the VAE folder, from the flags or --weights
+/// ([`resolve_checkpoints`]'s rules), with its errors named by the flag to give.
+fn resolve(d: &DciArgs, weights: Option<&Path>) -> Result<DciVitonFiles> {
+    let overrides = DciVitonFileOverrides {
+        warping: d.dci_warping.clone(),
+        unet: d.dci_unet.clone(),
+        vae: d.vae.clone(),
     };
-    let warping = match &d.dci_warping {
-        Some(p) => p.clone(),
-        None => {
-            let found: Vec<&PathBuf> = files
-                .iter()
-                .filter(|p| name(p).contains("warping"))
-                .collect();
-            match found.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(VtonError::invalid(
-                        "--dci-warping",
-                        "give it, or --weights DIR holding a checkpoint whose name contains \
-                         \"warping\"",
-                    ))
-                }
-                _ => {
-                    return Err(VtonError::invalid(
-                        "--dci-warping",
-                        format!("several warping checkpoints in --weights: {found:?}; pick one"),
-                    ))
-                }
-            }
+    resolve_checkpoints(weights, &overrides).map_err(|e| match e {
+        VtonError::InvalidArgument { name, message } => {
+            let flag = match name.as_str() {
+                files::WARPING_ARG => "--dci-warping",
+                files::UNET_ARG => "--dci-unet",
+                files::VAE_ARG => "--vae",
+                _ => return VtonError::InvalidArgument { name, message },
+            };
+            VtonError::invalid(flag, format!("{message}; give {flag} or --weights DIR"))
         }
-    };
-    let unet = match &d.dci_unet {
-        Some(p) => p.clone(),
-        None => {
-            let found: Vec<&PathBuf> = files.iter().filter(|p| **p != warping).collect();
-            match found.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(VtonError::invalid(
-                        "--dci-unet",
-                        "give it, or --weights DIR holding the U-Net checkpoint beside the \
-                         warping one",
-                    ))
-                }
-                _ => {
-                    return Err(VtonError::invalid(
-                        "--dci-unet",
-                        format!("several candidate U-Net checkpoints in --weights: {found:?}"),
-                    ))
-                }
-            }
-        }
-    };
-    let vae = match (&d.vae, weights) {
-        (Some(p), _) => p.clone(),
-        (None, Some(w)) => w.join("vae"),
-        (None, None) => {
-            return Err(VtonError::invalid(
-                "--vae",
-                "give the VAE folder, or --weights DIR with a vae/ folder",
-            ))
-        }
-    };
-    Ok((warping, unet, vae))
+        other => other,
+    })
 }
 
 /// Runs one DCI-VITON try-on; returns (result, garment, warped composite).
@@ -178,11 +111,11 @@ pub fn try_on(
     let gmask = inputs.garment_mask.as_ref().ok_or_else(|| {
         VtonError::invalid("--garment-mask", "no garment mask given or estimated")
     })?;
-    let (warping, unet, vae) = resolve(d, weights)?;
+    let files = resolve(d, weights)?;
     let pipe = DciVitonPipeline::from_checkpoints(
-        warping,
-        unet,
-        vae,
+        &files.warping,
+        &files.unet,
+        &files.vae,
         &DciVitonUNetOptions {
             num_groups: d.dci_num_groups,
             se_reduction: d.dci_se_reduction,

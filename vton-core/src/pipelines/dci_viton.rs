@@ -345,6 +345,24 @@ impl DciVitonPipeline {
         })
     }
 
+    /// Loads the pipeline from the parts
+    /// [`find_checkpoints`](crate::models::dci_viton::find_checkpoints) finds in a weights
+    /// folder `dir`. `num_groups`: the U-Net's GroupNorm groups (not stored in its
+    /// checkpoint; the original: 8); the SE reduction is read from the weights.
+    pub fn from_dir(dir: impl AsRef<Path>, num_groups: usize, device: &Device) -> Result<Self> {
+        let f = crate::models::dci_viton::find_checkpoints(dir.as_ref())?;
+        Self::from_checkpoints(
+            &f.warping,
+            &f.unet,
+            &f.vae,
+            &DciVitonUNetOptions {
+                num_groups,
+                se_reduction: None,
+            },
+            device,
+        )
+    }
+
     /// The whole try-on; `progress` sees each sampler step and may cancel.
     pub fn run(
         &self,

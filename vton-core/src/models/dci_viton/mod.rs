@@ -4,7 +4,12 @@
 //! `diffusionmodel.py`). Field names are the original module names, so the
 //! `torch.save` checkpoints load as saved.
 
+pub mod files;
 pub mod unet;
 pub mod warping;
+pub use files::{
+    find_checkpoints, resolve_checkpoints, DciVitonFileOverrides,
+    DciVitonFiles,
+};
 pub use unet::{DciVitonUNet, DciVitonUNetConfig, DciVitonUNetOptions};
 pub use warping::{DciVitonWarping, DciVitonWarpingConfig};
