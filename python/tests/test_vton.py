@@ -60,9 +60,9 @@ def _read_safetensors(path):
     header = json.loads(data[8:8 + n])
     out = {}
     for k, v in header.items():
-        if k != "__metadata__" and v["dtype"] in ("F32", "I64"):
+        if k != "__metadata__" and v["dtype"] in ("F32", "I64", "U8"):
             a, b = v["data_offsets"]
-            dt = "<f4" if v["dtype"] == "F32" else "<i8"
+            dt = {"F32": "<f4", "I64": "<i8", "U8": "u1"}[v["dtype"]]
             out[k] = np.frombuffer(data[8 + n + a:8 + n + b], dtype=dt).reshape(v["shape"])
     return out
 

@@ -30,6 +30,9 @@ GMM = _vton.GMM
 TOM = _vton.TOM
 ConditionGenerator = _vton.ConditionGenerator
 HRVitonGenerator = _vton.HRVitonGenerator
+DCIVITONWarping = _vton.DCIVITONWarping
+DCIVITONUNet = _vton.DCIVITONUNet
+DCIVITONScheduler = _vton.DCIVITONScheduler
 
 ImageLike = Union[np.ndarray, "os.PathLike[str]", str, Any]
 
@@ -203,10 +206,14 @@ class TFLiteModel:
 
 
 class HumanParser:
-    """SCHP human parsing into the 20 LIP labels (``simple_extractor.py``'s procedure).
+    """Human parsing of a person photo: SCHP (``simple_extractor.py``'s procedure, 20 LIP
+    labels) or SegFormer (DCI-VITON's ``parsehuman.py``, the checkpoint's labels).
 
-    Load with :meth:`from_checkpoint` (the released ``exp-schp-201908261155-lip.pth`` or
-    a file with the same keys); ``parser(image)`` returns the (H, W) uint8 label map.
+    Load SCHP with :meth:`from_checkpoint` (the released ``exp-schp-201908261155-lip.pth``
+    or a file with the same keys), SegFormer with :meth:`from_pretrained` (a Hugging Face
+    folder such as ``segformer-b2-human-parse-24``); ``parser(image)`` returns the (H, W)
+    uint8 label map in the model's own label set. Pipelines given a ``parser`` map the
+    SegFormer human-parse-24 labels to LIP themselves.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -223,6 +230,13 @@ class HumanParser:
         except (TypeError, ValueError) as e:
             raise InvalidInputError(f"input_size must be (height, width), got {input_size!r}") from e
         return cls(_vton._HumanParser.from_checkpoint(os.fspath(path), h, w, bool(flip), device=device))
+
+    @classmethod
+    def from_pretrained(cls, path: Union[str, "os.PathLike[str]"], *, device: str = "cpu") -> "HumanParser":
+        """A SegFormer folder (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``,
+        optional ``preprocessor_config.json``); the input size is the processor's.
+        ``device``: where the network is loaded and runs."""
+        return cls(_vton._HumanParser.from_pretrained(os.fspath(path), device=device))
 
     @property
     def device(self) -> str:
@@ -365,10 +379,100 @@ class HRVitonPipeline:
         return dict(self._inner.run(f(cloth), f(cloth_mask), f(parse_agnostic), f(densepose), f(agnostic), seed))
 
 
+@dataclass(frozen=True)
+class DCIVITONResult:
+    """Result of :class:`DCIVITONPipeline`; float32 arrays in [0, 1] but ``parse_agnostic``.
+
+    ``image``: the try-on, ``image_size`` square; ``warped``: the warped garment pasted
+    into the agnostic image, ``warp_size`` square; ``agnostic``, ``agnostic_mask`` and
+    ``parse_agnostic`` (uint8 LIP labels) on the photo's grid."""
+
+    image: np.ndarray
+    warped: np.ndarray
+    agnostic: np.ndarray
+    agnostic_mask: np.ndarray
+    parse_agnostic: np.ndarray
+
+
+class DCIVITONPipeline:
+    """DanMenCas/DCI-VITON end to end, as its ``viton_pipeline.py`` composes it: the
+    agnostic drawing, the flow-warping network at ``warp_size``, the warped garment pasted
+    into the agnostic image, VAE conditioning and the diffusion U-Net's sampling loop.
+
+    Load with :meth:`from_checkpoints` from the two ``torch.save`` checkpoints and a Stable
+    Diffusion VAE folder.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @classmethod
+    def from_checkpoints(cls, warping: Union[str, "os.PathLike[str]"], unet: Union[str, "os.PathLike[str]"],
+                         vae: Union[str, "os.PathLike[str]"], *, num_groups: int = 8,
+                         se_reduction: Optional[int] = None, device: str = "cpu") -> "DCIVITONPipeline":
+        """``num_groups``: the U-Net's GroupNorm groups (the original's 8; not in the
+        checkpoint); ``se_reduction``: read from the weights when None. Widths come from
+        the checkpoints. Every network is loaded onto ``device``."""
+        return cls(_vton._DCIVITONPipeline.from_checkpoints(os.fspath(warping), os.fspath(unet), os.fspath(vae),
+                                                           num_groups, se_reduction, device=device))
+
+    @property
+    def device(self) -> str:
+        """The device the networks are on (canonical name)."""
+        return str(self._inner.device)
+
+    def __call__(self, person: ImageLike, garment: ImageLike, densepose: ImageLike, parse: Optional[ImageLike] = None,
+                 keypoints: Any = None, garment_mask: Optional[ImageLike] = None, *,
+                 parser: Optional["HumanParser"] = None, steps: int = 200, seed: int = 0, warp_size: int = 256,
+                 image_size: int = 512, sampler: str = "original", eta: float = 0.0,
+                 progress: Optional[Any] = None) -> DCIVITONResult:
+        """Try-on from a person photo, a garment photo and the person's DensePose drawing
+        (always the caller's). ``parse`` is a LIP label map of the photo, estimated with
+        ``parser`` (a :class:`HumanParser`) when not given; ``keypoints`` an OpenPose JSON or
+        a (25, 3) / (18, 3) array, estimated with the bundled pose models when not given;
+        the garment mask is estimated from the product photo when not given.
+
+        ``steps`` sampler steps (the original: 200) with ``sampler`` ``"original"`` (the
+        repository's loop), ``"ddim"`` (``eta``) or ``"dpm"``; ``seed`` drives the VAE
+        posterior sample and the start noise. ``progress(step, total, timestep)`` is called
+        after every step; returning ``False`` cancels (:class:`CancelledError`)."""
+        if parser is not None and not isinstance(parser, HumanParser):
+            raise InvalidInputError(f"parser must be a vton.HumanParser, got {type(parser).__name__}")
+        out = self._inner.try_on(
+            _load(person, "person", "RGB"), _load(garment, "garment", "RGB"), _load(densepose, "densepose", "RGB"),
+            None if parse is None else _load_parse(parse), None if keypoints is None else _keypoints(keypoints),
+            None if garment_mask is None else _load(garment_mask, "garment_mask", "L"),
+            None if parser is None else parser._inner, steps, seed, warp_size, image_size, sampler, eta, progress)
+        return DCIVITONResult(**out)
+
+    def warp(self, input_1: np.ndarray, input_2: np.ndarray) -> "tuple[np.ndarray, np.ndarray, list[np.ndarray]]":
+        """The warping network on NCHW tensors: ``input_1 = cat(cloth, cloth_mask)``, ``input_2 =
+        cat(densepose, parse_agnostic * 15)`` -> ``(warped_c, warped_cm, flow_list)``."""
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        wc, wcm, flows = self._inner.warp(f(input_1), f(input_2))
+        return wc, wcm, list(flows)
+
+    def condition(self, composite: np.ndarray, image_size: int = 512, noise: Optional[np.ndarray] = None,
+                  seed: int = 0) -> np.ndarray:
+        """``z_cond`` of a composite (1, 3, S, S) in [0, 1]: resized to ``image_size``, VAE
+        posterior sample (``noise``, or drawn with ``seed``) times 0.18215."""
+        n = None if noise is None else np.ascontiguousarray(noise, dtype=np.float32)
+        return self._inner.condition(np.ascontiguousarray(composite, dtype=np.float32), image_size, n, seed)
+
+    def sample(self, z_cond: np.ndarray, mask: np.ndarray, noise: np.ndarray, steps: int = 200,
+               sampler: str = "original", eta: float = 0.0, seed: int = 0,
+               progress: Optional[Any] = None) -> np.ndarray:
+        """The sampling loop from ``z_cond`` noised with ``noise`` to the first timestep, with the
+        latent-size mask in [-1, 1]; the last ``x0`` decoded, clamped to [-1, 1]."""
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        return self._inner.sample(f(z_cond), f(mask), f(noise), steps, sampler, eta, seed, progress)
+
+
 __all__ = ["GMM", "TOM", "ConditionGenerator", "HRVitonGenerator", "CPVTONPipeline", "CPVTONResult",
            "HRVitonPipeline", "HRVitonResult", "try_on", "TryOnResult", "read_keypoints", "estimate_pose", "PoseEstimate",
            "segment_person", "TFLiteModel", "HumanParser", "grid_sample", "TpsGridGen", "VtonError",
            "InvalidInputError", "VtonFileNotFoundError", "VtonIOError", "UnsupportedError", "VtonRuntimeError",
            "CheckpointError", "CancelledError", "AutoencoderKL", "DiagonalGaussianDistribution",
            "UNet2DConditionModel", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "CatVTONPipeline",
-           "InpaintTryOnPipeline", "metrics", "train", "compiled_backends", "__version__"]
+           "InpaintTryOnPipeline", "DCIVITONWarping", "DCIVITONUNet", "DCIVITONScheduler", "DCIVITONPipeline",
+           "DCIVITONResult", "metrics", "train", "compiled_backends", "__version__"]

@@ -297,6 +297,19 @@ impl PyHumanParser {
         Ok(Self { inner, device })
     }
 
+    /// A SegFormer folder (`config.json`, `model.safetensors` or `pytorch_model.bin`,
+    /// optional `preprocessor_config.json`), e.g. `segformer-b2-human-parse-24`; `parse`
+    /// returns its own labels.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, device="cpu"))]
+    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+        let device = PyDevice::parse(device)?;
+        let inner = py
+            .detach(|| CoreParser::from_pretrained(&path, &device.device))
+            .map_err(to_py_err)?;
+        Ok(Self { inner, device })
+    }
+
     /// The device the network runs on (canonical name).
     #[getter]
     fn device(&self) -> String {

@@ -17,6 +17,7 @@ use vton_core::{device_from_name, VtonError};
 
 use vton_core::burn::tensor::{Device, Tensor, TensorData};
 
+mod dci;
 mod diffusion;
 mod estimate;
 mod gan;
@@ -431,6 +432,7 @@ fn _vton(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compiled_backends, m)?)?;
     m.add_function(wrap_pyfunction!(_device_name, m)?)?;
     m.add_class::<TpsGridGen>()?;
+    dci::register(m)?;
     diffusion::register(m)?;
     gan::register(m)?;
     estimate::register(m)?;

@@ -7,9 +7,6 @@
 pub mod files;
 pub mod unet;
 pub mod warping;
-pub use files::{
-    find_checkpoints, resolve_checkpoints, DciVitonFileOverrides,
-    DciVitonFiles,
-};
+pub use files::{find_checkpoints, resolve_checkpoints, DciVitonFileOverrides, DciVitonFiles};
 pub use unet::{DciVitonUNet, DciVitonUNetConfig, DciVitonUNetOptions};
 pub use warping::{DciVitonWarping, DciVitonWarpingConfig};
