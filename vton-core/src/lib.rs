@@ -22,6 +22,7 @@
 pub mod error;
 pub mod estimate;
 pub mod io;
+pub mod kernels;
 pub mod masks;
 pub mod metrics;
 pub mod models;

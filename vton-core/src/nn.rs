@@ -1,17 +1,64 @@
 //! Layers built from checkpoint tensors, with PyTorch's semantics.
 //!
-//! burn's own `Conv2d`, `Linear` and `GroupNorm` are used where their fields can be set
-//! from loaded tensors; `LayerNorm`, `BatchNorm` (eval) and `InstanceNorm` are written
+//! burn's own `Linear` and `GroupNorm` are used where their fields can be set from loaded
+//! tensors, and [`Conv2d`] mirrors burn's module field for field (so records and key
+//! names are the same) with a forward that runs vton's convolution kernel where it
+//! applies ([`crate::kernels::conv2d`]); `LayerNorm`, `BatchNorm` (eval) and `InstanceNorm` are written
 //! here so that eps and statistics follow PyTorch exactly. Every constructor checks the
 //! checkpoint's shapes against the configuration through the [`Loader`].
 
 use burn::module::{Module, Param, ParamId};
-use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
 use crate::weights::{Loader, ParamKind, ParamLayout};
+
+/// A 2-D convolution: burn's `Conv2d` fields (the same record), vton's forward.
+#[derive(Module, Debug)]
+pub struct Conv2d {
+    /// `[cout, cin / groups, kh, kw]`.
+    pub weight: Param<Tensor<4>>,
+    /// `[cout]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    pub stride: [usize; 2],
+    pub kernel_size: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    #[module(skip)]
+    pub padding: PaddingConfig2d,
+}
+
+impl Conv2d {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        // burn's rules for its three padding kinds ("same": the total split with the
+        // extra row or column at the end).
+        let same = |k: usize, s: usize, n: usize| {
+            let total = ((n.div_ceil(s).max(1) - 1) * s + k).saturating_sub(n);
+            (total / 2, total - total / 2)
+        };
+        let ((top, bottom), (left, right)) = match self.padding {
+            PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+            PaddingConfig2d::Same => (
+                same(self.kernel_size[0], self.stride[0], h),
+                same(self.kernel_size[1], self.stride[1], w),
+            ),
+            PaddingConfig2d::Explicit(t, l, b, r) => ((t, b), (l, r)),
+        };
+        crate::kernels::conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            burn::tensor::ops::ConvOptions::new_with_padding(
+                self.stride,
+                [(top, bottom), (left, right)],
+                self.dilation,
+                self.groups,
+            ),
+        )
+    }
+}
 
 /// `nn.Conv2d(cin, cout, k, stride, padding, bias)` from `name.weight` / `name.bias`.
 pub fn conv2d(
@@ -263,7 +310,7 @@ pub fn instance_norm(x: Tensor<4>, eps: f64) -> Tensor<4> {
 
 /// SiLU.
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    burn::tensor::activation::silu(x)
+    crate::kernels::silu(x)
 }
 
 /// Nearest-neighbour resize to `(h, w)` with PyTorch's legacy `mode="nearest"` indexing
@@ -273,6 +320,16 @@ pub fn resize_nearest(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     if ih == h && iw == w {
         return x;
     }
+    // A whole upscale factor: every source index is dst / factor (what the floor below
+    // gives), so vton's upsampling kernel applies.
+    let x = if h % ih == 0 && w % iw == 0 {
+        match crate::kernels::upsample_nearest(x, h / ih, w / iw) {
+            Ok(y) => return y,
+            Err(x) => x,
+        }
+    } else {
+        x
+    };
     let dev = x.device();
     let rows: Vec<i64> = (0..h)
         .map(|i| (((i as f64) * ih as f64 / h as f64).floor() as usize).min(ih - 1) as i64)

@@ -10,8 +10,6 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
@@ -119,17 +117,11 @@ impl Attention {
             t.reshape([b, n, self.heads, self.head_dim]).swap_dims(1, 2)
         };
         let [b, n, _] = q.dims();
-        let out = attention(
+        let out = crate::kernels::attention(
             split(q),
             split(k),
             split(v),
-            None,
-            None,
-            AttentionModuleOptions {
-                scale: Some(1.0 / (self.head_dim as f64).sqrt()),
-                softcap: None,
-                is_causal: false,
-            },
+            1.0 / (self.head_dim as f64).sqrt(),
         );
         out.swap_dims(1, 2)
             .reshape([b, n, self.heads * self.head_dim])

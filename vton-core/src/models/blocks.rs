@@ -2,14 +2,15 @@
 //! `ResnetBlock2D`, `Downsample2D`, `Upsample2D`, the spatial `Transformer2DModel` with its
 //! `BasicTransformerBlock`s, and the VAE's mid-block attention.
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::gelu;
 use burn::tensor::Tensor;
 
 use super::attention::{Attention, AttentionProcessor, AttnKind, AttnSite};
 use crate::error::{Result, VtonError};
+use crate::kernels;
 use crate::nn::{conv2d, group_norm, linear, resize_nearest, silu, LayerNorm};
 use crate::weights::Loader;
 
@@ -80,7 +81,9 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = self
+            .conv1
+            .forward(kernels::group_norm(&self.norm1, x.clone(), true));
         let t = match (&self.time_emb_proj, temb) {
             (Some(p), Some(t)) => {
                 let t = if self.skip_time_act {
@@ -97,14 +100,16 @@ impl ResnetBlock2D {
         if let (Some(t), false) = (&t, self.scale_shift) {
             h = h + t.clone();
         }
-        h = self.norm2.forward(h);
-        if let (Some(t), true) = (t, self.scale_shift) {
-            let c = t.dims()[1] / 2;
-            let scale = t.clone().narrow(1, 0, c);
-            let shift = t.narrow(1, c, c);
-            h = h * scale.add_scalar(1.0) + shift;
-        }
-        let h = self.conv2.forward(silu(h));
+        let h = match (t, self.scale_shift) {
+            (Some(t), true) => {
+                let c = t.dims()[1] / 2;
+                let scale = t.clone().narrow(1, 0, c);
+                let shift = t.narrow(1, c, c);
+                silu(kernels::group_norm(&self.norm2, h, false) * scale.add_scalar(1.0) + shift)
+            }
+            _ => kernels::group_norm(&self.norm2, h, true),
+        };
+        let h = self.conv2.forward(h);
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x),
             None => x,
@@ -152,7 +157,7 @@ impl SpatialSelfAttention {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let n = self.group_norm.forward(x.clone());
+        let n = kernels::group_norm(&self.group_norm, x.clone(), false);
         let seq = n.reshape([b, c, h * w]).swap_dims(1, 2);
         let q = self.attn.to_q.forward(seq.clone());
         let k = self.attn.to_k.forward(seq.clone());
@@ -329,7 +334,7 @@ impl Transformer2D {
         proc: &dyn AttentionProcessor,
     ) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
-        let n = self.norm.forward(x.clone());
+        let n = kernels::group_norm(&self.norm, x.clone(), false);
         let to_seq = |t: Tensor<4>| {
             let c = t.dims()[1];
             t.reshape([b, c, h * w]).swap_dims(1, 2)

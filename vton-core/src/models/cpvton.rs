@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 

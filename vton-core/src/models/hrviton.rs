@@ -11,8 +11,8 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
+use crate::nn::Conv2d;
 use burn::module::{Module, Param};
-use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{Device, Tensor, TensorData};
 

@@ -37,8 +37,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;

@@ -22,8 +22,8 @@
 //! [`VtonError::MissingWeights`], and stray `features.*` keys with
 //! [`VtonError::UnexpectedWeights`].
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
@@ -686,7 +686,9 @@ impl UNet2DConditionModel {
                 x = upsample(u, x, size);
             }
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        Ok(self
+            .conv_out
+            .forward(crate::kernels::group_norm(&self.conv_norm_out, x, true)))
     }
 
     fn cross_dims(&self) -> Vec<usize> {

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::GroupNorm;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use super::blocks::{
     load_downsample, upsample, ResnetBlock2D, ResnetOptions, SpatialSelfAttention, TimeShift,
 };
 use crate::error::{Result, VtonError};
-use crate::nn::{conv2d, group_norm, silu};
+use crate::nn::{conv2d, group_norm};
 use crate::weights::{Checkpoint, LoadReport, Loader};
 
 /// `config.json` of an `AutoencoderKL`; missing keys take diffusers' defaults, unknown
@@ -224,7 +224,9 @@ impl Encoder {
             }
         }
         let h = self.mid_block.forward(h);
-        let h = self.conv_out.forward(silu(self.conv_norm_out.forward(h)));
+        let h = self
+            .conv_out
+            .forward(crate::kernels::group_norm(&self.conv_norm_out, h, true));
         (h, feats)
     }
 }
@@ -301,7 +303,8 @@ impl Decoder {
                 h = upsample(s, h, None);
             }
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(h)))
+        self.conv_out
+            .forward(crate::kernels::group_norm(&self.conv_norm_out, h, true))
     }
 }
 

@@ -39,8 +39,9 @@
 
 use std::path::Path;
 
+use crate::nn::Conv2d;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::conv::ConvTranspose2d;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
