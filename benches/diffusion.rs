@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the latent-diffusion models at try-on sizes, on the random-weight
 //! SD 1.5 VAE and SD 1.5-inpainting U-Net written by scripts/bench/make_sd15_random.py
-//! (the same files diffusers is timed on by scripts/bench/compare.sh).
+//! (the same files diffusers is timed on by scripts/bench/run.sh).
 //!
 //!     python scripts/bench/make_sd15_random.py target/bench
 //!     cargo bench -p vton-benches --bench diffusion

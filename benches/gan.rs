@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the GAN warping models at 256x192 and released widths, on the
 //! random full-width weights written by scripts/bench/gan_reference.py (the same files the
-//! PyTorch reference is timed on by scripts/bench/compare_gan.sh).
+//! PyTorch reference is timed on by scripts/bench/run.sh).
 //!
 //!     python scripts/bench/gan_reference.py make target/bench
 //!     cargo bench -p vton-benches --bench gan

@@ -11,8 +11,9 @@ export CARGO_TERM_COLOR=never
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 REL="$TARGET/release"
 # One package set and one feature set for every build step: the test build below also
-# builds libvton (shared + static) and the CLI, so nothing is compiled twice.
-CARGO_SET=(--release --workspace --exclude vton-py --exclude vton-benches)
+# builds libvton (shared + static) and the CLI, so nothing is compiled twice. The criterion
+# benches are in the set too (--all-targets compiles them; they run only by cargo bench).
+CARGO_SET=(--release --workspace --exclude vton-py)
 
 echo "== build: workspace (tests, libvton, CLI), release profile"
 cargo build "${CARGO_SET[@]}" --all-targets

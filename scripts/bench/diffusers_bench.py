@@ -1,6 +1,9 @@
 """Times diffusers on the same random weights and inputs as vton's criterion bench.
 
-    python scripts/bench/diffusers_bench.py target/bench THREADS {vae_decode|unet_step}
+    python scripts/bench/diffusers_bench.py target/bench THREADS {vae_decode|unet_step|unet_step_notext}
+
+unet_step_notext runs the U-Net as CatVTON does: every cross-attention (attn2) gets a
+processor that returns its input, and no encoder states are given.
 Prints one JSON line: median seconds over the runs and the process's peak RSS (MiB).
 """
 import json
@@ -24,6 +27,16 @@ with torch.inference_mode():
         model = UNet2DConditionModel.from_pretrained(f"{root}/sd15_inpaint_unet").eval()
         x = torch.randn(1, 9, 64, 48, generator=g)
         ehs = torch.randn(1, 77, 768, generator=g)
+        if what == "unet_step_notext":
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            class Skip:
+                def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
+                    return hidden_states
+
+            model.set_attn_processor({n: Skip() if n.endswith("attn2.processor") else AttnProcessor2_0()
+                                      for n in model.attn_processors})
+            ehs = None
         run = lambda: model(x, 500, encoder_hidden_states=ehs).sample
     run()  # warm-up
     times = []

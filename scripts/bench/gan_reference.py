@@ -1,7 +1,7 @@
 """PyTorch reference modules for the GAN benchmarks (CP-VTON+ GMM, HR-VITON condition
 generator) at their released widths, written here from the architecture facts recorded in
 tests/fixtures/gan/*.json (layer order, widths, state-dict keys), so that
-scripts/bench/compare_gan.sh can time the original computation next to vton on the same
+scripts/bench/run.sh can time the original computation next to vton on the same
 random weights. Not part of vton or its CI.
 
     python scripts/bench/gan_reference.py make DIR            # writes DIR/gmm_full.pth, DIR/tocg_full.pth

@@ -1,5 +1,5 @@
 //! One timed run of a benchmark workload with the process's peak memory, for
-//! scripts/bench/compare.sh (criterion gives the distribution; this gives the memory).
+//! scripts/bench/run.sh (criterion gives the distribution; this gives the memory).
 //!
 //!     cargo run --release -p vton-core --example bench_once -- target/bench vae_decode
 
@@ -111,9 +111,12 @@ fn main() -> vton_core::Result<()> {
             UNet2DConditionModel::from_pretrained(format!("{root}/sd15_inpaint_unet"), &dev)?;
         let x = randn([1, 9, 64, 48], 1, &dev);
         let ehs = randn([1, 77, 768], 2, &dev);
+        // `unet_step_notext`: no encoder states, so every cross-attention passes its input
+        // through (as CatVTON's SkipAttnProcessor does).
+        let text = (what != "unet_step_notext").then_some(&ehs);
         for _ in 0..6 {
             let t = Instant::now();
-            let _ = unet.forward(x.clone(), 500i64, Some(&ehs))?.into_data();
+            let _ = unet.forward(x.clone(), 500i64, text)?.into_data();
             times.push(t.elapsed().as_secs_f64());
         }
     }

@@ -2,7 +2,8 @@
 //! for docs/benchmarks.md): conv 3x3, GroupNorm, SiLU, GroupNorm + SiLU, nearest x2 and
 //! the mid-block attention, each with burn's flex operators ("burn") and with vton's
 //! kernels ("vton"; `vton_core::kernels`). Median of 5 calls after a warm-up; each call
-//! reads the result back to the host.
+//! reads the result back to the host. One JSON line per operator, for scripts/bench/run.sh
+//! (scripts/bench/torch_ops.py times the same operators in PyTorch).
 //!   RAYON_NUM_THREADS=2 cargo run --release -p vton-core --example op_times
 use std::time::Instant;
 
@@ -12,7 +13,8 @@ use vton_core::kernels;
 use vton_core::{default_device, rng::randn};
 
 fn time(name: &str, mut f: impl FnMut()) {
-    for on in [false, true] {
+    let mut ms = [0f64; 2];
+    for (slot, on) in [false, true].into_iter().enumerate() {
         kernels::set_enabled(on);
         f();
         let mut v: Vec<f64> = (0..5)
@@ -23,12 +25,12 @@ fn time(name: &str, mut f: impl FnMut()) {
             })
             .collect();
         v.sort_by(f64::total_cmp);
-        println!(
-            "{name} [{}]: {:.1} ms",
-            if on { "vton" } else { "burn" },
-            v[2]
-        );
+        ms[slot] = v[2];
     }
+    println!(
+        "{{\"op\": \"{name}\", \"burn_ms\": {:.1}, \"vton_ms\": {:.1}}}",
+        ms[0], ms[1]
+    );
 }
 
 fn main() {
@@ -59,6 +61,20 @@ fn main() {
     let small = randn([1, 128, 256, 192], 1, &dev);
     time("nearest x2 128@256x192", || {
         let _ = vton_core::nn::resize_nearest(small.clone(), 512, 384).into_data();
+    });
+    time("bilinear x2 128@256x192", || {
+        let _ = vton_core::nn::resize_bilinear(small.clone(), 512, 384).into_data();
+    });
+    let g = randn([1, 64, 128, 96], 5, &dev);
+    let w4 = randn([128, 64, 4, 4], 6, &dev);
+    time("conv4x4 stride 2 64->128 @128x96", || {
+        let _ = kernels::conv2d(
+            g.clone(),
+            w4.clone(),
+            None,
+            vton_core::burn::tensor::ops::ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
+        )
+        .into_data();
     });
     // The VAE mid-block (one head of 512) and the SD U-Net's first level (8 heads of 40)
     // at a 512x384 image.

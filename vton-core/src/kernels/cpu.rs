@@ -292,6 +292,51 @@ pub fn upsample_nearest(src: &[f32], dst: &mut [f32], h: usize, w: usize, fh: us
         });
 }
 
+/// Source index and weights of one output coordinate for PyTorch's bilinear resize with
+/// `align_corners=False`: `src = (dst + 0.5) * in / out - 0.5`, clamped at 0.
+fn bilinear_taps(out: usize, inp: usize) -> Vec<(usize, usize, f32)> {
+    let scale = inp as f32 / out as f32;
+    (0..out)
+        .map(|d| {
+            let src = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (src as usize).min(inp - 1);
+            let i1 = if i0 < inp - 1 { i0 + 1 } else { i0 };
+            (i0, i1, src - i0 as f32)
+        })
+        .collect()
+}
+
+/// Bilinear resize (`F.interpolate(mode="bilinear", align_corners=False)`) of `planes x h x
+/// w` to `planes x oh x ow`: every input row is interpolated along the row once, then
+/// output rows blend two of those rows (contiguous, vectorised).
+pub fn resize_bilinear(src: &[f32], dst: &mut [f32], h: usize, w: usize, oh: usize, ow: usize) {
+    let xs = bilinear_taps(ow, w);
+    let ys = bilinear_taps(oh, h);
+    src.par_chunks(h * w)
+        .zip(dst.par_chunks_mut(oh * ow))
+        .for_each(|(x, y)| {
+            let mut rows = vec![0f32; h * ow];
+            for (r, out) in x.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
+                for (o, &(i0, i1, l)) in out.iter_mut().zip(&xs) {
+                    *o = r[i0] + (r[i1] - r[i0]) * l;
+                }
+            }
+            for (out, &(j0, j1, l)) in y.chunks_exact_mut(ow).zip(&ys) {
+                let (a, b) = (&rows[j0 * ow..(j0 + 1) * ow], &rows[j1 * ow..(j1 + 1) * ow]);
+                blend(out, a, b, l);
+            }
+        });
+}
+
+#[inline(always)]
+fn blend_body(out: &mut [f32], a: &[f32], b: &[f32], l: f32) {
+    for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+        *o = a + (b - a) * l;
+    }
+}
+
+dispatch!(fn blend(out: &mut [f32], a: &[f32], b: &[f32], l: f32) => blend_body);
+
 #[cfg(test)]
 mod tests {
     use super::*;

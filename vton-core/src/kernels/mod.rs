@@ -10,6 +10,7 @@
 //! "before" side of `docs/benchmarks.md`'s op table, and a switch for bisecting.
 
 pub mod attention;
+pub mod conv;
 pub mod cpu;
 pub mod winograd;
 
@@ -38,6 +39,8 @@ pub trait VtonKernels: burn::backend::Backend {
     fn silu(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Nearest upsampling of `(B, C, H, W)` by integer factors.
     fn upsample_nearest(x: FloatTensor<Self>, fh: usize, fw: usize) -> FloatTensor<Self>;
+    /// Bilinear resize of `(B, C, H, W)` to `(oh, ow)`, PyTorch's `align_corners=False`.
+    fn resize_bilinear(x: FloatTensor<Self>, oh: usize, ow: usize) -> FloatTensor<Self>;
     /// `softmax(scale q k^T) v` over `(B, H, N, D)` queries, `(B, H, M, D)` keys and
     /// `(B, H, M, Dv)` values, without a mask.
     fn attention(
@@ -45,6 +48,15 @@ pub trait VtonKernels: burn::backend::Backend {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f64,
+    ) -> FloatTensor<Self>;
+    /// Convolution (one group) plus `bias` as patch-matrix products; `geometry` is
+    /// `[stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_bottom, pad_left,
+    /// pad_right]`.
+    fn conv2d_gemm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: [usize; 8],
     ) -> FloatTensor<Self>;
     /// 3x3 convolution plus `bias` (`[cout]`), stride 1, `pad` zeros on every side
     /// (Winograd F(2x2, 3x3)).
@@ -139,6 +151,14 @@ impl VtonKernels for Flex {
         flex_from(out, [b, c, h * fh, w * fw].into())
     }
 
+    fn resize_bilinear(x: FlexTensor, oh: usize, ow: usize) -> FlexTensor {
+        let d = x.layout().shape().to_vec();
+        let (b, c, h, w) = (d[0], d[1], d[2], d[3]);
+        let mut out = out_buf(b * c * oh * ow);
+        cpu::resize_bilinear(&values(&x), &mut out, h, w, oh, ow);
+        flex_from(out, [b, c, oh, ow].into())
+    }
+
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> FlexTensor {
         let (qd, kd, vd) = (
             q.layout().shape().to_vec(),
@@ -163,6 +183,41 @@ impl VtonKernels for Flex {
             &mut out,
         );
         flex_from(out, [s.batch, s.heads, s.n, s.dv].into())
+    }
+
+    fn conv2d_gemm(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: [usize; 8],
+    ) -> FlexTensor {
+        let (d, wd) = (
+            x.layout().shape().to_vec(),
+            weight.layout().shape().to_vec(),
+        );
+        let g = geometry;
+        let s = conv::ConvShape {
+            batch: d[0],
+            cin: d[1],
+            h: d[2],
+            w: d[3],
+            cout: wd[0],
+            kh: wd[2],
+            kw: wd[3],
+            stride: [g[0], g[1]],
+            dilation: [g[2], g[3]],
+            pad: [g[4], g[5], g[6], g[7]],
+        };
+        let (oh, ow) = s.out_hw().expect("checked by kernels::conv2d");
+        let mut out = out_buf(s.batch * s.cout * oh * ow);
+        conv::conv2d(
+            &values(&x),
+            &values(&weight),
+            Some(&values(&bias)),
+            s,
+            &mut out,
+        );
+        flex_from(out, [s.batch, s.cout, oh, ow].into())
     }
 
     fn conv3x3(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad: usize) -> FlexTensor {
@@ -204,7 +259,8 @@ pub fn set_enabled(on: bool) {
     MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
 }
 
-/// True where vton's kernels run: a plain (not autodiff) flex device, float32 values.
+/// True where vton's kernels may take this operand: a plain (not autodiff) flex tensor of
+/// float32 values. Every tensor operand of a call is checked.
 pub fn routed<const D: usize>(x: &Tensor<D>) -> bool {
     enabled()
         && x.dtype() == DType::F32
@@ -223,7 +279,7 @@ pub fn group_norm<const D: usize>(norm: &GroupNorm, x: Tensor<D>, silu: bool) ->
         && norm.num_groups > 0
         && norm.num_channels % norm.num_groups == 0;
     match affine {
-        Some((g, b)) if fits && routed(&x) && g.dtype() == DType::F32 => {
+        Some((g, b)) if fits && routed(&x) && routed(&g) && routed(&b) => {
             Tensor::from_dispatch(<burn::backend::Dispatch as VtonKernels>::group_norm(
                 x.into_dispatch(),
                 g.into_dispatch(),
@@ -265,9 +321,11 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
+    // Every operand must be a plain flex tensor: a trainer's input batch is, while its
+    // weights are autodiff parameters (burn's differentiable convolution then runs).
     let bias_fits = bias
         .as_ref()
-        .is_none_or(|b| b.dims()[0] == weight.dims()[0] && b.dtype() == DType::F32);
+        .is_none_or(|b| b.dims()[0] == weight.dims()[0] && routed(b));
     if bias_fits && winograd_applies(&x, &weight, &options) {
         let pad = options.padding[0].0;
         let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &x.device()));
@@ -277,9 +335,56 @@ pub fn conv2d(
             bias.into_dispatch(),
             pad,
         ))
+    } else if bias_fits && gemm_applies(&x, &weight, &options) {
+        let p = options.padding;
+        let geometry = [
+            options.stride[0],
+            options.stride[1],
+            options.dilation[0],
+            options.dilation[1],
+            p[0].0,
+            p[0].1,
+            p[1].0,
+            p[1].1,
+        ];
+        let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &x.device()));
+        Tensor::from_dispatch(<burn::backend::Dispatch as VtonKernels>::conv2d_gemm(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            geometry,
+        ))
     } else {
         burn::tensor::module::conv2d(x, weight, bias, options)
     }
+}
+
+/// Whether [`conv2d`] takes vton's patch-matrix kernel: flex, float32, one group, a
+/// kernel that fits the padded input, nonzero strides and dilations.
+pub fn gemm_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
+    let [batch, cin, h, w] = x.dims();
+    let [cout, wcin, kh, kw] = weight.dims();
+    let p = options.padding;
+    let s = conv::ConvShape {
+        batch,
+        cin,
+        h,
+        w,
+        cout,
+        kh,
+        kw,
+        stride: options.stride,
+        dilation: options.dilation,
+        pad: [p[0].0, p[0].1, p[1].0, p[1].1],
+    };
+    options.groups == 1
+        && wcin == cin
+        && kh > 0
+        && kw > 0
+        && options.dilation.iter().all(|&d| d > 0)
+        && s.out_hw().is_some_and(|(oh, ow)| oh > 0 && ow > 0)
+        && routed(x)
+        && routed(weight)
 }
 
 /// Whether [`conv2d`] takes vton's Winograd kernel for these operands (see there).
@@ -301,8 +406,8 @@ pub fn winograd_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions
         && h + 2 * pad >= 3
         && w + 2 * pad >= 3
         && (h + 2 * pad - 2).div_ceil(2) * (w + 2 * pad - 2).div_ceil(2) >= 64
-        && weight.dtype() == DType::F32
         && routed(x)
+        && routed(weight)
 }
 
 /// `softmax(scale q k^T) v` (no mask) over `(B, H, N, D)` / `(B, H, M, D)` /
@@ -310,7 +415,7 @@ pub fn winograd_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor<4> {
     let ([b, h, _, d], [kb, kh, m, kd], [vb, vh, vm, _]) = (q.dims(), k.dims(), v.dims());
     let fits = (kb, kh, kd) == (b, h, d) && (vb, vh, vm) == (b, h, m) && m > 0;
-    if fits && routed(&q) && k.dtype() == DType::F32 && v.dtype() == DType::F32 {
+    if fits && routed(&q) && routed(&k) && routed(&v) {
         Tensor::from_dispatch(<burn::backend::Dispatch as VtonKernels>::attention(
             q.into_dispatch(),
             k.into_dispatch(),
@@ -330,6 +435,19 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor
                 is_causal: false,
             },
         )
+    }
+}
+
+/// Bilinear resize of `(B, C, H, W)` to `(h, w)` with `align_corners=False` on flex;
+/// `Err(x)` gives the input back elsewhere (the caller uses burn's `interpolate`).
+pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Result<Tensor<4>, Tensor<4>> {
+    let [_, _, ih, iw] = x.dims();
+    if h > 0 && w > 0 && ih > 0 && iw > 0 && routed(&x) {
+        Ok(Tensor::from_dispatch(
+            <burn::backend::Dispatch as VtonKernels>::resize_bilinear(x.into_dispatch(), h, w),
+        ))
+    } else {
+        Err(x)
     }
 }
 
