@@ -4,14 +4,21 @@ tests/fixtures/gan/*.json (layer order, widths, state-dict keys), so that
 scripts/bench/run.sh can time the original computation next to vton on the same
 random weights. Not part of vton or its CI.
 
-    python scripts/bench/gan_reference.py make DIR            # writes DIR/gmm_full.pth, DIR/tocg_full.pth
-    python scripts/bench/gan_reference.py time DIR THREADS {gmm|tocg}
+CP-VTON+ TOM (UnetGenerator(26, 4, 6, ngf=64, InstanceNorm2d)) is written here the same way;
+HR-VITON's image generator (SPADEGenerator, 1024x768, 'most', spectralaliasinstance) is the
+original code itself: `network_generator.py` of a checkout of HR-VITON named by
+$HRVITON_SRC (commit 2715bdd, the one the test fixtures were made with), imported as is.
+
+    python scripts/bench/gan_reference.py make DIR   # DIR/{gmm,tocg,tom,gen}_full.pth + *_io.safetensors
+    python scripts/bench/gan_reference.py time DIR THREADS {gmm|tocg|tom|gen}
 """
 import json
+import os
 import resource
 import statistics
 import sys
 import time
+import types
 
 import numpy as np
 import torch
@@ -188,10 +195,67 @@ class Tocg(nn.Module):
         return flows, x, warped[:, :-1], warped[:, -1:]
 
 
+# ---- CP-VTON+ TOM ---------------------------------------------------------------------
+class UnetBlock(nn.Module):
+    """One UnetSkipConnectionBlock (InstanceNorm: every conv has a bias; bilinear x2 + 3x3
+    conv on the way up; the outermost block ends with the norm too)."""
+
+    def __init__(self, outer, inner, cin=None, sub=None, outermost=False, innermost=False):
+        super().__init__()
+        self.outermost = outermost
+        cin = outer if cin is None else cin
+        down = nn.Conv2d(cin, inner, 4, 2, 1)
+        up_in = inner if innermost else 2 * inner
+        up = [nn.ReLU(), nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(up_in, outer, 3, 1, 1),
+              nn.InstanceNorm2d(outer)]
+        if outermost:
+            layers = [down, sub] + up
+        elif innermost:
+            layers = [nn.LeakyReLU(0.2), down] + up
+        else:
+            layers = [nn.LeakyReLU(0.2), down, nn.InstanceNorm2d(inner), sub] + up
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+class Tom(nn.Module):
+    def __init__(self, cin=26, cout=4, num_downs=6, ngf=64):
+        super().__init__()
+        b = UnetBlock(8 * ngf, 8 * ngf, innermost=True)
+        for _ in range(num_downs - 5):
+            b = UnetBlock(8 * ngf, 8 * ngf, sub=b)
+        for outer, inner in [(4 * ngf, 8 * ngf), (2 * ngf, 4 * ngf), (ngf, 2 * ngf)]:
+            b = UnetBlock(outer, inner, sub=b)
+        self.model = UnetBlock(cout, ngf, cin=cin, sub=b, outermost=True)
+
+    def forward(self, a, b=None):
+        return (self.model(a),)
+
+
+# ---- HR-VITON image generator (the original code) --------------------------------------
+def hrviton_generator():
+    src = os.environ.get("HRVITON_SRC")
+    if not src or not os.path.exists(os.path.join(src, "network_generator.py")):
+        sys.exit("set HRVITON_SRC to a checkout of https://github.com/sangyun884/HR-VITON "
+                 "(commit 2715bdd) for the generator benchmark")
+    sys.path.insert(0, src)
+    from network_generator import SPADEGenerator
+    opt = types.SimpleNamespace(num_upsampling_layers="most", ngf=64, norm_G="spectralaliasinstance",
+                                gen_semantic_nc=7, fine_height=1024, fine_width=768, cuda=False)
+    return SPADEGenerator(opt, 9)
+
+
 def randomize(m, seed):
     g = torch.Generator().manual_seed(seed)
     for name, t in m.state_dict().items():
         if t.dtype != torch.float32 or name.startswith("tps."):  # TPS buffers are constants
+            continue
+        # Spectral norm's power-iteration vectors stay as built (unit random vectors, so
+        # sigma stays away from 0); noise_scale stays 0 (its initial value: no random draw
+        # changes the output, so both sides compute the same image).
+        if name.endswith(("weight_u", "weight_v", "noise_scale")):
             continue
         if name.endswith("running_var"):
             t.copy_(torch.rand(t.shape, generator=g) + 0.5)
@@ -208,11 +272,19 @@ def inputs(what):
     g = torch.Generator().manual_seed(0)
     if what == "gmm":
         return torch.rand(1, 22, 256, 192, generator=g) * 2 - 1, (torch.rand(1, 1, 256, 192, generator=g) > 0.5).float()
+    if what == "tom":
+        return torch.rand(1, 26, 256, 192, generator=g) * 2 - 1, torch.zeros(1)
+    if what == "gen":
+        return torch.rand(1, 9, 1024, 768, generator=g) * 2 - 1, torch.rand(1, 7, 1024, 768, generator=g)
     return torch.rand(1, 4, 256, 192, generator=g) * 2 - 1, torch.rand(1, 16, 256, 192, generator=g) * 2 - 1
 
 
 def model(what):
-    return Gmm() if what == "gmm" else Tocg()
+    return {"gmm": Gmm, "tocg": Tocg, "tom": Tom, "gen": hrviton_generator}[what]()
+
+
+# Timed runs after one warm-up (the generator at 1024x768 takes seconds per call).
+RUNS = {"gmm": 10, "tocg": 10, "tom": 10, "gen": 3}
 
 
 if __name__ == "__main__":
@@ -247,7 +319,10 @@ if __name__ == "__main__":
     if sys.argv[1] == "make":
         from safetensors.torch import save_file
         d = sys.argv[2]
-        for what, seed in [("gmm", 1), ("tocg", 2)]:
+        whats = sys.argv[3].split(",") if len(sys.argv) > 3 else ["gmm", "tocg", "tom", "gen"]
+        for what, seed in [("gmm", 1), ("tocg", 2), ("tom", 3), ("gen", 4)]:
+            if what not in whats:
+                continue
             m = randomize(model(what), seed).eval()
             sd = {k: v for k, v in m.state_dict().items() if not k.startswith("tps.")}
             torch.save(sd, f"{d}/{what}_full.pth")
@@ -255,7 +330,7 @@ if __name__ == "__main__":
             a, b = inputs(what)
             with torch.inference_mode():
                 o = m(a, b)
-            out = o[0] if what == "gmm" else o[1]
+            out = o if what == "gen" else o[1] if what == "tocg" else o[0]
             save_file({"input.a": a, "input.b": b, "output": out.contiguous()}, f"{d}/{what}_io.safetensors")
         sys.exit(0)
     d, threads, what = sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -267,7 +342,7 @@ if __name__ == "__main__":
     with torch.inference_mode():
         m(a, b)
         times = []
-        for _ in range(10):
+        for _ in range(RUNS[what]):
             t0 = time.perf_counter()
             m(a, b)
             times.append(time.perf_counter() - t0)

@@ -3,8 +3,9 @@
 # inputs, the same thread count; writes the top of docs/benchmarks.md (workload table and
 # op table; the Metrics section below it, made by scripts/bench_metrics.py, is kept).
 # Needs a Python with torch + diffusers + numpy in $TORCH_PY (never a dependency of vton or
-# its CI). Run it on an otherwise idle machine.
-#   TORCH_PY=/path/to/python scripts/bench/run.sh
+# its CI), and for the HR-VITON generator row a checkout of the original HR-VITON code in
+# $HRVITON_SRC (see scripts/bench/gan_reference.py). Run it on an otherwise idle machine.
+#   TORCH_PY=/path/to/python HRVITON_SRC=/path/to/HR-VITON scripts/bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${TORCH_PY:-python3}
@@ -13,15 +14,17 @@ THREADS=${THREADS:-$(nproc)}
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 mkdir -p "$DIR"
 [ -f "$DIR/sd15_inpaint_unet/config.json" ] || "$PY" scripts/bench/make_sd15_random.py "$DIR"
-[ -f "$DIR/tocg_io.safetensors" ] || "$PY" scripts/bench/gan_reference.py make "$DIR"
+for what in gmm tocg tom gen; do
+  [ -f "$DIR/${what}_io.safetensors" ] || "$PY" scripts/bench/gan_reference.py make "$DIR" "$what"
+done
 cargo build --release -p vton-core --example bench_once --example op_times
 LOAD=$(cut -d' ' -f1 /proc/loadavg)
 OUT=$(mktemp -d)
-for what in vae_decode unet_step unet_step_notext gmm tocg; do
+for what in vae_decode unet_step unet_step_notext gmm tom tocg gen; do
   echo "== $what" >&2
   target/release/examples/bench_once "$DIR" "$what" > "$OUT/$what.vton.json"
   case $what in
-    gmm|tocg) "$PY" scripts/bench/gan_reference.py time "$DIR" "$THREADS" "$what" 2>/dev/null > "$OUT/$what.torch.json" ;;
+    gmm|tocg|tom|gen) "$PY" scripts/bench/gan_reference.py time "$DIR" "$THREADS" "$what" 2>/dev/null > "$OUT/$what.torch.json" ;;
     *) "$PY" scripts/bench/diffusers_bench.py "$DIR" "$THREADS" "$what" 2>/dev/null > "$OUT/$what.torch.json" ;;
   esac
 done
@@ -36,7 +39,9 @@ names = {
     "unet_step": "SD 1.5-inpainting U-Net step, 1x9x64x48, 77x768 text states",
     "unet_step_notext": "the same U-Net step without text states (CatVTON: cross-attention skipped)",
     "gmm": "CP-VTON+ GMM, 256x192",
+    "tom": "CP-VTON+ TOM, 256x192",
     "tocg": "HR-VITON condition generator, 256x192",
+    "gen": "HR-VITON image generator (SPADE), 1024x768",
 }
 rows = []
 for what, label in names.items():
@@ -60,10 +65,11 @@ print(f"""# Benchmarks: vton vs PyTorch (CPU)
 
 Every row is measured side by side in one run of `scripts/bench/run.sh`: the same weights
 (random, at the published widths: the SD 1.5 VAE and SD 1.5-inpainting U-Net configs written
-by scripts/bench/make_sd15_random.py; CP-VTON+ GMM and HR-VITON's condition generator by
-scripts/bench/gan_reference.py), the same input shapes, float32, {threads} threads on both
-sides (`RAYON_NUM_THREADS`; `torch.set_num_threads`), the median of 5 runs after a warm-up
-(GAN rows: of 10), peak RSS of the whole process (model load included). Time ratio =
+by scripts/bench/make_sd15_random.py; CP-VTON+ GMM and TOM and HR-VITON's two generators by
+scripts/bench/gan_reference.py, the image generator being HR-VITON's own code), the same
+input shapes, float32, {threads} threads on both sides (`RAYON_NUM_THREADS`;
+`torch.set_num_threads`), the median of 5 runs after a warm-up (256x192 GAN rows: of 10;
+the 1024x768 generator: of 3), peak RSS of the whole process (model load included). Time ratio =
 vton / PyTorch: below 1 is faster than PyTorch. Machine: {cpu}, {threads} threads, 1-minute
 load average {load} when the run started. Reference: {torch_v}. vton: burn 0.22.1, flex
 backend (rayon + simd + x86-v4) with vton's own kernels (`vton_core::kernels`).

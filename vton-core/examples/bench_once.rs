@@ -21,13 +21,16 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// CP-VTON+ GMM / HR-VITON condition generator at 256x192 on the full-width random
-/// weights of scripts/bench/gan_reference.py; also reports the largest difference from
-/// the PyTorch reference output stored next to them.
+/// CP-VTON+ GMM and TOM, HR-VITON condition generator at 256x192 and image generator at
+/// 1024x768, on the full-width random weights of scripts/bench/gan_reference.py; also
+/// reports the largest difference from the PyTorch reference output stored next to them.
 fn gan(root: &str, what: &str) -> vton_core::Result<()> {
     use vton_core::burn::tensor::{Tensor, TensorData};
-    use vton_core::models::cpvton::{Gmm, GmmConfig};
-    use vton_core::models::hrviton::{ConditionGenerator, ConditionGeneratorConfig};
+    use vton_core::models::cpvton::{Gmm, GmmConfig, Tom, TomConfig};
+    use vton_core::models::hrviton::{
+        ConditionGenerator, ConditionGeneratorConfig, HRVitonGenerator, HRVitonGeneratorConfig,
+        SpadeNoise,
+    };
     use vton_core::weights::Checkpoint;
     let dev = default_device();
     let io = Checkpoint::open(format!("{root}/{what}_io.safetensors"))?;
@@ -38,41 +41,50 @@ fn gan(root: &str, what: &str) -> vton_core::Result<()> {
             &dev,
         ))
     };
-    let (a, b) = (t("input.a")?, t("input.b")?);
+    let a = t("input.a")?;
     let want = io.read_f32("output")?;
     let path = format!("{root}/{what}_full.pth");
+    // The same run counts as gan_reference.py (one warm-up first).
+    let runs = if what == "gen" { 4 } else { 11 };
+    let run: Box<dyn Fn() -> vton_core::Result<Tensor<4>>> = match what {
+        "gmm" => {
+            let m = Gmm::from_checkpoint(&path, GmmConfig::default(), &dev)?;
+            let b = t("input.b")?;
+            Box::new(move || Ok(m.forward(a.clone(), b.clone())?.grid))
+        }
+        "tocg" => {
+            let (m, _) = ConditionGenerator::from_checkpoint(
+                &path,
+                ConditionGeneratorConfig::default(),
+                &dev,
+            )?;
+            let b = t("input.b")?;
+            Box::new(move || Ok(m.forward(a.clone(), b.clone())?.fake_segmap))
+        }
+        "tom" => {
+            let m = Tom::from_checkpoint(&path, TomConfig::default(), &dev)?;
+            Box::new(move || m.forward_raw(a.clone()))
+        }
+        _ => {
+            let m =
+                HRVitonGenerator::from_checkpoint(&path, HRVitonGeneratorConfig::default(), &dev)?;
+            let b = t("input.b")?;
+            Box::new(move || m.forward(a.clone(), b.clone(), &mut SpadeNoise::Zero))
+        }
+    };
     let mut times = Vec::new();
-    let got: Vec<f32>;
-    if what == "gmm" {
-        let m = Gmm::from_checkpoint(&path, GmmConfig::default(), &dev)?;
-        let mut out = None;
-        for _ in 0..11 {
-            let t0 = Instant::now();
-            let o = m.forward(a.clone(), b.clone())?.grid.into_data();
-            times.push(t0.elapsed().as_secs_f64());
-            out = Some(o);
-        }
-        got = out
-            .expect("ran")
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32");
-    } else {
-        let (m, _) =
-            ConditionGenerator::from_checkpoint(&path, ConditionGeneratorConfig::default(), &dev)?;
-        let mut out = None;
-        for _ in 0..11 {
-            let t0 = Instant::now();
-            let o = m.forward(a.clone(), b.clone())?.fake_segmap.into_data();
-            times.push(t0.elapsed().as_secs_f64());
-            out = Some(o);
-        }
-        got = out
-            .expect("ran")
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32");
+    let mut out = None;
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let o = run()?.into_data();
+        times.push(t0.elapsed().as_secs_f64());
+        out = Some(o);
     }
+    let got = out
+        .expect("ran")
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32");
     let max_diff = got
         .iter()
         .zip(&want)
@@ -104,7 +116,7 @@ fn main() -> vton_core::Result<()> {
             let _ = vae.decode(z.clone())?.into_data();
             times.push(t.elapsed().as_secs_f64());
         }
-    } else if what == "gmm" || what == "tocg" {
+    } else if matches!(what, "gmm" | "tocg" | "tom" | "gen") {
         return gan(root, what);
     } else {
         let unet =

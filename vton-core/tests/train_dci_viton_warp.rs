@@ -249,16 +249,18 @@ fn steps_match_the_notebook_and_save_in_the_original_form() {
     let b = fx.batch(0);
     let (wc_a, wcm_a) = tr.predict(&b).unwrap();
     let (wc_b, wcm_b, _) = net.forward(b.input_1.clone(), b.input_2.clone()).unwrap();
-    // Same weights; the trainer runs on the autodiff device, the loaded network on the
-    // plain one (kernels may round differently).
+    // Same weights; the trainer runs on the autodiff device (burn's operators), the loaded
+    // network on the plain one (vton's kernels: Winograd convolution, fused GroupNorm), which
+    // round differently: held to the tolerance of the warping network's parity with the
+    // original code (dci_viton_pipeline: atol 1e-4, rtol 1e-4).
     let (a, b2) = (common::values(wc_a), common::values(wc_b));
     let (am, bm) = (common::values(wcm_a), common::values(wcm_b));
     eprintln!(
         "reloaded forward max diff: {:.3e}",
         max_diff(&a, &b2).max(max_diff(&am, &bm))
     );
-    common::assert_close("reloaded warped_c", &a, &b2, 1e-5, 1e-5);
-    common::assert_close("reloaded warped_cm", &am, &bm, 1e-5, 1e-5);
+    common::assert_close("reloaded warped_c", &a, &b2, 1e-4, 1e-4);
+    common::assert_close("reloaded warped_cm", &am, &bm, 1e-4, 1e-4);
     let back =
         DciWarpTrainer::from_loaded(&ck, &fx.checkpoint("vgg."), Default::default(), &fx.dev)
             .unwrap();
