@@ -4,11 +4,43 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs the `vton` binary; a run still going after five minutes (these runs take seconds)
+/// is killed and fails the test, so a deadlock shows as a failure, not a stalled CI job.
 fn vton(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vton"))
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vton"))
         .args(args)
-        .output()
-        .expect("the vton binary runs")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the vton binary runs");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).ok();
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for vton") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            child.kill().ok();
+            panic!("`vton {}` ran for over 300 s (hung?)", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 fn tiny() -> String {

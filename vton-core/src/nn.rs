@@ -1,14 +1,15 @@
 //! Layers built from checkpoint tensors, with PyTorch's semantics.
 //!
-//! burn's own `Linear` and `GroupNorm` are used where their fields can be set from loaded
-//! tensors, and [`Conv2d`] mirrors burn's module field for field (so records and key
-//! names are the same) with a forward that runs vton's convolution kernel where it
-//! applies ([`crate::kernels::conv2d`]); `LayerNorm`, `BatchNorm` (eval) and `InstanceNorm` are written
+//! burn's own `GroupNorm` is used where its fields can be set from loaded tensors;
+//! [`Conv2d`] and [`Linear`] mirror burn's modules field for field (so records and key
+//! names are the same) with forwards that run vton's convolution kernel where it applies
+//! ([`crate::kernels::conv2d`]) and that take weights kept in half precision
+//! ([`crate::weights::WeightDtype`]) by widening them to the activations' type per call; `LayerNorm`, `BatchNorm` (eval) and `InstanceNorm` are written
 //! here so that eps and statistics follow PyTorch exactly. Every constructor checks the
 //! checkpoint's shapes against the configuration through the [`Loader`].
 
 use burn::module::{Module, Param, ParamId};
-use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::nn::{GroupNorm, PaddingConfig2d};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
@@ -60,6 +61,32 @@ impl Conv2d {
     }
 }
 
+/// A linear layer: burn's `Linear` fields (`weight` is `[din, dout]`), a forward that
+/// widens a half-precision weight to the input's type (float32 accumulation).
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let w = widen(self.weight.val(), dtype);
+        let b = self.bias.as_ref().map(|b| widen(b.val(), dtype));
+        burn::tensor::module::linear(x, w, b)
+    }
+}
+
+/// `t` in `dtype` (a no-op when it already is).
+pub fn widen<const D: usize>(t: Tensor<D>, dtype: burn::tensor::DType) -> Tensor<D> {
+    if t.dtype() == dtype {
+        t
+    } else {
+        t.cast(dtype)
+    }
+}
+
 /// `nn.Conv2d(cin, cout, k, stride, padding, bias)` from `name.weight` / `name.bias`.
 pub fn conv2d(
     l: &Loader,
@@ -72,7 +99,7 @@ pub fn conv2d(
     bias: bool,
 ) -> Result<Conv2d> {
     let l = l.sub(name);
-    let weight = l.param("weight", [cout, cin, k, k])?;
+    let weight = l.weight("weight", [cout, cin, k, k])?;
     let bias = if bias {
         Some(l.param("bias", [cout])?)
     } else {
@@ -92,23 +119,36 @@ pub fn conv2d(
 /// `nn.Linear(din, dout, bias)`; PyTorch stores `[dout, din]`, burn uses `[din, dout]`.
 pub fn linear(l: &Loader, name: &str, din: usize, dout: usize, bias: bool) -> Result<Linear> {
     let l = l.sub(name);
-    let v = l.values("weight", [dout, din])?;
-    // Transposed on the host, once, into burn's [din, dout] layout.
-    let mut t = vec![0f32; dout * din];
-    for i in 0..dout {
-        for j in 0..din {
-            t[j * dout + i] = v[i * din + j];
+    // Transposed on the host, once, into burn's [din, dout] layout (kept in the loader's
+    // weight dtype: 16-bit patterns move as they are).
+    fn transpose<T: Copy + Default>(v: &[T], dout: usize, din: usize) -> Vec<T> {
+        let mut t = vec![T::default(); dout * din];
+        for i in 0..dout {
+            for j in 0..din {
+                t[j * dout + i] = v[i * din + j];
+            }
         }
+        t
     }
+    let data = match l.half_values("weight", [dout, din])? {
+        Some(mut h) => {
+            h.bits = transpose(&h.bits, dout, din);
+            (h.into_data([din, dout]), l.weight_dtype().burn())
+        }
+        None => {
+            let v = l.values("weight", [dout, din])?;
+            (
+                TensorData::new(transpose(&v, dout, din), [din, dout]),
+                burn::tensor::DType::F32,
+            )
+        }
+    };
     let bias = if bias {
         Some(l.param("bias", [dout])?)
     } else {
         None
     };
-    let weight = Param::from_tensor(Tensor::from_data(
-        TensorData::new(t, [din, dout]),
-        l.device(),
-    ));
+    let weight = Param::from_tensor(Tensor::from_data(data.0, (l.device(), data.1)));
     l.record(
         &weight,
         "weight",

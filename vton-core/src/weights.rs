@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use burn::module::{Param, ParamId};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
 
@@ -398,6 +398,53 @@ impl Checkpoint {
 
     /// Reads a tensor as f32 values in row-major order.
     pub fn read_f32(&self, key: &str) -> Result<Vec<f32>> {
+        let (e, n, raw) = self.raw(key)?;
+        match raw {
+            Raw::Safetensors(bytes, dtype) => convert_safetensors(&bytes, dtype, n),
+            Raw::Pickle(bytes, dtype) => convert_pickle(&bytes, dtype, n),
+        }
+        .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))
+    }
+
+    /// Reads a tensor as 16-bit floats of `dtype` (f16 or bf16) in row-major order: stored
+    /// bits unchanged where the file holds that type, otherwise each value rounded to
+    /// nearest even, element by element (no float32 copy of the tensor). `None` for
+    /// [`WeightDtype::F32`].
+    pub fn read_half(&self, key: &str, dtype: WeightDtype) -> Result<Option<Half>> {
+        if dtype == WeightDtype::F32 {
+            return Ok(None);
+        }
+        let (e, n, raw) = self.raw(key)?;
+        let bits = match raw {
+            Raw::Safetensors(bytes, src) => {
+                use safetensors::Dtype as D;
+                let src = match src {
+                    D::F16 => HalfSource::F16,
+                    D::BF16 => HalfSource::BF16,
+                    D::F32 => HalfSource::F32,
+                    D::F64 => HalfSource::F64,
+                    _ => HalfSource::Other,
+                };
+                half_bits(&bytes, src, n, dtype, true)
+            }
+            Raw::Pickle(bytes, src) => {
+                use burn::store::pytorch_reader::DType as D;
+                let src = match src {
+                    D::F16 => HalfSource::F16,
+                    D::BF16 => HalfSource::BF16,
+                    D::F32 => HalfSource::F32,
+                    D::F64 => HalfSource::F64,
+                    _ => HalfSource::Other,
+                };
+                half_bits(&bytes, src, n, dtype, cfg!(target_endian = "little"))
+            }
+        }
+        .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?;
+        Ok(Some(Half { dtype, bits }))
+    }
+
+    /// The stored bytes of `key` with their element type, and its element count.
+    fn raw(&self, key: &str) -> Result<(&Entry, usize, Raw<'_>)> {
         let e = self
             .entries
             .get(key)
@@ -417,7 +464,7 @@ impl Checkpoint {
                     format!("{key}: shape {:?} has too many elements", e.shape),
                 )
             })?;
-        let values = match &e.source {
+        let raw = match &e.source {
             Source::File {
                 file,
                 start,
@@ -428,21 +475,237 @@ impl Checkpoint {
                 let mut buf = vec![0u8; end - start];
                 file.read_exact_at(&mut buf, *start as u64)
                     .map_err(|err| checkpoint_err(&e.file, format!("{key}: {err}")))?;
-                convert_safetensors(&buf, *dtype, n)
-                    .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?
+                Raw::Safetensors(buf.into(), *dtype)
             }
-            Source::Memory { bytes, dtype } => convert_safetensors(bytes, *dtype, n)
-                .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?,
+            Source::Memory { bytes, dtype } => Raw::Safetensors((&bytes[..]).into(), *dtype),
             Source::Pickle(t) => {
                 let bytes = t
                     .read()
                     .map_err(|err| checkpoint_err(&e.file, format!("{key}: {err}")))?;
-                convert_pickle(&bytes, t.dtype(), n)
-                    .map_err(|m| checkpoint_err(&e.file, format!("{key}: {m}")))?
+                Raw::Pickle(bytes, t.dtype())
             }
         };
-        Ok(values)
+        Ok((e, n, raw))
     }
+}
+
+enum Raw<'a> {
+    /// Little-endian bytes.
+    Safetensors(std::borrow::Cow<'a, [u8]>, safetensors::Dtype),
+    /// Native-endian bytes (what burn's pickle reader returns).
+    Pickle(Vec<u8>, burn::store::pytorch_reader::DType),
+}
+
+/// The element type model weights are kept in on the device (see [`Loader::weight`]).
+/// Computation stays in float32: layers widen their weights to the activations' type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum WeightDtype {
+    /// 32-bit floats (the default: what the parity tests check).
+    #[default]
+    F32,
+    /// IEEE half precision (`torch.float16`): 11 significant bits, range up to 65504.
+    F16,
+    /// bfloat16 (`torch.bfloat16`): 8 significant bits, float32's range.
+    BF16,
+}
+
+impl WeightDtype {
+    /// By name, as PyTorch and diffusers spell them: `float32` / `fp32` / `f32`,
+    /// `float16` / `fp16` / `f16` / `half`, `bfloat16` / `bf16` (an optional `torch.`
+    /// prefix is accepted).
+    pub fn from_name(name: &str) -> Result<Self> {
+        let n = name.trim().to_ascii_lowercase();
+        match n.strip_prefix("torch.").unwrap_or(&n) {
+            "float32" | "fp32" | "f32" | "float" => Ok(WeightDtype::F32),
+            "float16" | "fp16" | "f16" | "half" => Ok(WeightDtype::F16),
+            "bfloat16" | "bf16" => Ok(WeightDtype::BF16),
+            _ => Err(VtonError::invalid(
+                "dtype",
+                format!("{name:?} is not one of float32, float16, bfloat16"),
+            )),
+        }
+    }
+
+    /// The PyTorch name (`float32`, `float16`, `bfloat16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "float32",
+            WeightDtype::F16 => "float16",
+            WeightDtype::BF16 => "bfloat16",
+        }
+    }
+
+    /// burn's element type.
+    pub fn burn(self) -> DType {
+        match self {
+            WeightDtype::F32 => DType::F32,
+            WeightDtype::F16 => DType::F16,
+            WeightDtype::BF16 => DType::BF16,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        if self == WeightDtype::F32 {
+            4
+        } else {
+            2
+        }
+    }
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = VtonError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s)
+    }
+}
+
+impl std::fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How models are loaded from a diffusers folder: which weight files
+/// (`variant`, as diffusers' `variant="fp16"` picks `diffusion_pytorch_model.fp16.safetensors`)
+/// and in which element type the weights are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub dtype: WeightDtype,
+    pub variant: Option<String>,
+}
+
+impl LoadOptions {
+    pub fn dtype(dtype: WeightDtype) -> Self {
+        LoadOptions {
+            dtype,
+            variant: None,
+        }
+    }
+
+    pub fn with_variant(mut self, variant: Option<&str>) -> Self {
+        self.variant = variant.map(String::from);
+        self
+    }
+}
+
+/// A tensor's values as 16-bit float bit patterns of `dtype`.
+#[derive(Debug, Clone)]
+pub struct Half {
+    pub dtype: WeightDtype,
+    pub bits: Vec<u16>,
+}
+
+impl Half {
+    /// As burn tensor data of `shape`.
+    pub fn into_data(self, shape: impl Into<burn::tensor::Shape>) -> TensorData {
+        match self.dtype {
+            WeightDtype::BF16 => TensorData::new(
+                self.bits
+                    .into_iter()
+                    .map(half::bf16::from_bits)
+                    .collect::<Vec<_>>(),
+                shape,
+            ),
+            _ => TensorData::new(
+                self.bits
+                    .into_iter()
+                    .map(half::f16::from_bits)
+                    .collect::<Vec<_>>(),
+                shape,
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HalfSource {
+    F16,
+    BF16,
+    F32,
+    F64,
+    Other,
+}
+
+/// `n` elements of `src` (little-endian when `le`, else big-endian) as 16-bit patterns of
+/// `target`, converted element by element.
+fn half_bits(
+    bytes: &[u8],
+    src: HalfSource,
+    n: usize,
+    target: WeightDtype,
+    le: bool,
+) -> Result<Vec<u16>, String> {
+    let size = match src {
+        HalfSource::F16 | HalfSource::BF16 => 2,
+        HalfSource::F32 => 4,
+        HalfSource::F64 => 8,
+        HalfSource::Other => {
+            return Err(format!(
+                "not a floating-point tensor: cannot keep it as {}",
+                target.name()
+            ))
+        }
+    };
+    if n.checked_mul(size) != Some(bytes.len()) {
+        return Err(format!("{} bytes of data for {n} elements", bytes.len()));
+    }
+    let to_target = |x: f32| match target {
+        WeightDtype::BF16 => half::bf16::from_f32(x).to_bits(),
+        _ => half::f16::from_f32(x).to_bits(),
+    };
+    let u16_at = |c: &[u8]| {
+        if le {
+            u16::from_le_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], c[1]])
+        }
+    };
+    Ok(match src {
+        HalfSource::F16 if target == WeightDtype::F16 => {
+            bytes.chunks_exact(2).map(u16_at).collect()
+        }
+        HalfSource::BF16 if target == WeightDtype::BF16 => {
+            bytes.chunks_exact(2).map(u16_at).collect()
+        }
+        HalfSource::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| to_target(half::f16::from_bits(u16_at(c)).to_f32()))
+            .collect(),
+        HalfSource::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| to_target(half::bf16::from_bits(u16_at(c)).to_f32()))
+            .collect(),
+        HalfSource::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| {
+                let a = [c[0], c[1], c[2], c[3]];
+                to_target(if le {
+                    f32::from_le_bytes(a)
+                } else {
+                    f32::from_be_bytes(a)
+                })
+            })
+            .collect(),
+        HalfSource::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let a: [u8; 8] = c.try_into().expect("8 bytes");
+                let v = if le {
+                    f64::from_le_bytes(a)
+                } else {
+                    f64::from_be_bytes(a)
+                };
+                // Rounded once, from the f64 value (via f64 -> f16/bf16 directly).
+                match target {
+                    WeightDtype::BF16 => half::bf16::from_f64(v).to_bits(),
+                    _ => half::f16::from_f64(v).to_bits(),
+                }
+            })
+            .collect(),
+        HalfSource::Other => unreachable!("refused above"),
+    })
 }
 
 fn chunks<const N: usize>(bytes: &[u8], n: usize, what: &str) -> Result<Vec<[u8; N]>, String> {
@@ -579,6 +842,7 @@ pub struct Loader<'c> {
     prefix: String,
     device: Device,
     partial: bool,
+    weight_dtype: WeightDtype,
     state: Rc<RefCell<LoadState>>,
 }
 
@@ -591,8 +855,21 @@ impl<'c> Loader<'c> {
             prefix: String::new(),
             device: device.clone(),
             partial,
+            weight_dtype: WeightDtype::F32,
             state: Rc::new(RefCell::new(LoadState::default())),
         }
+    }
+
+    /// This loader (and its sub-loaders) keeps the weights read through
+    /// [`Loader::weight`] as `dtype`.
+    pub fn with_weight_dtype(mut self, dtype: WeightDtype) -> Self {
+        self.weight_dtype = dtype;
+        self
+    }
+
+    /// The element type of [`Loader::weight`]'s tensors.
+    pub fn weight_dtype(&self) -> WeightDtype {
+        self.weight_dtype
     }
 
     /// A loader for the sub-module `name` (keys `prefix.name.*`).
@@ -643,12 +920,25 @@ impl<'c> Loader<'c> {
     /// Reads `name`'s values (row-major) after checking its shape; zeros for a missing
     /// tensor in a partial load.
     pub fn values<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Vec<f32>> {
+        match self.checked_key(name, &shape)? {
+            None => Ok(vec![0.0; shape.iter().product()]),
+            Some(key) => {
+                let values = self.ckpt.read_f32(&key)?;
+                self.state.borrow_mut().used.insert(key);
+                Ok(values)
+            }
+        }
+    }
+
+    /// `name`'s full key after checking its shape; `None` for a tensor a partial load
+    /// lacks (recorded as missing).
+    fn checked_key(&self, name: &str, shape: &[usize]) -> Result<Option<String>> {
         let key = self.key(name);
         match self.ckpt.shape(&key) {
             None => {
                 if self.partial {
                     self.state.borrow_mut().missing.push(key);
-                    return Ok(vec![0.0; shape.iter().product()]);
+                    return Ok(None);
                 }
                 Err(VtonError::MissingWeights {
                     source_name: self.ckpt.name.clone(),
@@ -656,19 +946,52 @@ impl<'c> Loader<'c> {
                     keys: key,
                 })
             }
-            Some(found) => {
-                if found != shape.as_slice() {
-                    return Err(VtonError::WeightShape {
-                        key,
-                        expected: shape.to_vec(),
-                        found: found.to_vec(),
-                    });
-                }
-                let values = self.ckpt.read_f32(&key)?;
+            Some(found) if found != shape => Err(VtonError::WeightShape {
+                key,
+                expected: shape.to_vec(),
+                found: found.to_vec(),
+            }),
+            Some(_) => Ok(Some(key)),
+        }
+    }
+
+    /// Reads `name` as 16-bit bit patterns of this loader's weight dtype (zeros for a
+    /// tensor a partial load lacks); `None` when the weight dtype is float32.
+    pub fn half_values<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Option<Half>> {
+        if self.weight_dtype == WeightDtype::F32 {
+            return Ok(None);
+        }
+        match self.checked_key(name, &shape)? {
+            None => Ok(Some(Half {
+                dtype: self.weight_dtype,
+                bits: vec![0; shape.iter().product()],
+            })),
+            Some(key) => {
+                let h = self.ckpt.read_half(&key, self.weight_dtype)?;
                 self.state.borrow_mut().used.insert(key);
-                Ok(values)
+                Ok(h)
             }
         }
+    }
+
+    /// Reads `name` as a layer weight (convolution and linear kernels): a parameter in
+    /// this loader's weight dtype ([`Loader::with_weight_dtype`]; float32 by default).
+    pub fn weight<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>> {
+        let Some(h) = self.half_values(name, shape)? else {
+            return self.param(name, shape);
+        };
+        let dtype = h.dtype.burn();
+        let p = Param::from_tensor(Tensor::from_data(h.into_data(shape), (&self.device, dtype)));
+        self.record(&p, name, &shape, ParamLayout::Same, ParamKind::Trainable);
+        Ok(p)
     }
 
     /// Reads `name` as a parameter.
@@ -776,4 +1099,40 @@ pub(crate) fn list_keys(keys: &[String]) -> String {
         s.push_str(&format!(", ... ({} more)", keys.len() - SHOWN));
     }
     s
+}
+
+/// The bytes a module's float parameters take, by element type: what
+/// [`WeightDtype`] saves (`total()` is the weights' share of memory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParamBytes {
+    pub f32: usize,
+    pub f16: usize,
+    pub bf16: usize,
+    pub other: usize,
+}
+
+impl ParamBytes {
+    /// Of every float parameter of `module`.
+    pub fn of<M: burn::module::Module>(module: &M) -> Self {
+        struct Visit(ParamBytes);
+        impl burn::module::ModuleVisitor for Visit {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let t = param.val();
+                let n = t.shape().num_elements();
+                match t.dtype() {
+                    DType::F32 => self.0.f32 += 4 * n,
+                    DType::F16 => self.0.f16 += 2 * n,
+                    DType::BF16 => self.0.bf16 += 2 * n,
+                    d => self.0.other += d.size() * n,
+                }
+            }
+        }
+        let mut v = Visit(ParamBytes::default());
+        module.visit(&mut v);
+        v.0
+    }
+
+    pub fn total(&self) -> usize {
+        self.f32 + self.f16 + self.bf16 + self.other
+    }
 }

@@ -87,6 +87,31 @@ fn values(x: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// A weight's values as float32: float32 storage as it is, f16 / bf16 widened (the
+/// half-precision weights of [`crate::weights::WeightDtype`]).
+fn widened(x: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    fn wide<E: burn::tensor::Element + bytemuck::Pod>(
+        x: &FlexTensor,
+        f: impl Fn(E) -> f32 + Sync,
+    ) -> Vec<f32> {
+        use rayon::prelude::*;
+        match x.as_slice::<E>() {
+            Some(s) => s.par_iter().map(|&v| f(v)).collect(),
+            None => x
+                .to_contiguous()
+                .storage::<E>()
+                .par_iter()
+                .map(|&v| f(v))
+                .collect(),
+        }
+    }
+    match x.dtype() {
+        DType::F16 => wide::<half::f16>(x, |v| v.to_f32()).into(),
+        DType::BF16 => wide::<half::bf16>(x, |v| v.to_f32()).into(),
+        _ => values(x),
+    }
+}
+
 fn flex_from(v: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
@@ -212,7 +237,7 @@ impl VtonKernels for Flex {
         let mut out = out_buf(s.batch * s.cout * oh * ow);
         conv::conv2d(
             &values(&x),
-            &values(&weight),
+            &widened(&weight),
             Some(&values(&bias)),
             s,
             &mut out,
@@ -231,7 +256,7 @@ impl VtonKernels for Flex {
             w: d[3],
             pad,
         };
-        let u = winograd::transform_weights(&values(&weight), cout, s.cin);
+        let u = winograd::transform_weights(&widened(&weight), cout, s.cin);
         let (oh, ow) = s.out_hw();
         let mut out = out_buf(s.batch * cout * oh * ow);
         winograd::conv3x3(&values(&x), &u, Some(&values(&bias)), s, &mut out);
@@ -265,6 +290,14 @@ pub fn routed<const D: usize>(x: &Tensor<D>) -> bool {
     enabled()
         && x.dtype() == DType::F32
         && matches!(x.device().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// [`routed`] for a layer weight, which may also be kept as f16 / bf16 (the kernels
+/// widen it to float32 as they read it).
+pub fn routed_weight<const D: usize>(w: &Tensor<D>) -> bool {
+    enabled()
+        && matches!(w.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        && matches!(w.device().as_dispatch(), DispatchDevice::Flex(_))
 }
 
 /// `norm(x)` followed by SiLU when `silu`, as one pass over the activation on flex.
@@ -355,6 +388,9 @@ pub fn conv2d(
             geometry,
         ))
     } else {
+        let dtype = x.dtype();
+        let weight = crate::nn::widen(weight, dtype);
+        let bias = bias.map(|b| crate::nn::widen(b, dtype));
         burn::tensor::module::conv2d(x, weight, bias, options)
     }
 }
@@ -384,7 +420,7 @@ pub fn gemm_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>)
         && options.dilation.iter().all(|&d| d > 0)
         && s.out_hw().is_some_and(|(oh, ow)| oh > 0 && ow > 0)
         && routed(x)
-        && routed(weight)
+        && routed_weight(weight)
 }
 
 /// Whether [`conv2d`] takes vton's Winograd kernel for these operands (see there).
@@ -407,7 +443,7 @@ pub fn winograd_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions
         && w + 2 * pad >= 3
         && (h + 2 * pad - 2).div_ceil(2) * (w + 2 * pad - 2).div_ceil(2) >= 64
         && routed(x)
-        && routed(weight)
+        && routed_weight(weight)
 }
 
 /// `softmax(scale q k^T) v` (no mask) over `(B, H, N, D)` / `(B, H, M, D)` /

@@ -8,8 +8,8 @@
 //! attends across views, supplies its own processor to `UNet2DConditionModel::forward_with`
 //! instead of rewriting the U-Net.
 
+use crate::nn::Linear;
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::Tensor;
 
 use crate::error::Result;

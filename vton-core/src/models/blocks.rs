@@ -3,8 +3,9 @@
 //! `BasicTransformerBlock`s, and the VAE's mid-block attention.
 
 use crate::nn::Conv2d;
+use crate::nn::Linear;
 use burn::module::Module;
-use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::nn::{GroupNorm, PaddingConfig2d};
 use burn::tensor::activation::gelu;
 use burn::tensor::Tensor;
 

@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use crate::nn::Conv2d;
+use crate::nn::Linear;
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Result, VtonError};

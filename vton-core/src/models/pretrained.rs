@@ -14,15 +14,38 @@ pub struct ModelFiles {
     pub weights: Vec<PathBuf>,
 }
 
-const WEIGHT_NAMES: [&str; 2] = [
-    "diffusion_pytorch_model.safetensors",
-    "diffusion_pytorch_model.bin",
-];
+const WEIGHT_STEM: &str = "diffusion_pytorch_model";
+const WEIGHT_EXTS: [&str; 2] = ["safetensors", "bin"];
+
+/// `diffusion_pytorch_model[.variant].ext`, as diffusers names variant files.
+fn weight_name(variant: Option<&str>, ext: &str) -> String {
+    match variant {
+        Some(v) => format!("{WEIGHT_STEM}.{v}.{ext}"),
+        None => format!("{WEIGHT_STEM}.{ext}"),
+    }
+}
 
 impl ModelFiles {
     /// `path` is a model folder (`config.json` + weights), a pipeline folder with a
     /// `subfolder/` (`model_index.json` layout), or a `config.json` file.
     pub fn find(path: &Path, subfolder: &str) -> Result<Self> {
+        Self::find_variant(path, subfolder, None)
+    }
+
+    /// [`ModelFiles::find`] for diffusers' `variant` files (`variant = Some("fp16")`:
+    /// `diffusion_pytorch_model.fp16.safetensors`, or the shards listed by
+    /// `diffusion_pytorch_model.safetensors.index.fp16.json`). A folder that holds only
+    /// variant files, asked for without one (or the other way round), is an error that
+    /// names the files it does hold.
+    pub fn find_variant(path: &Path, subfolder: &str, variant: Option<&str>) -> Result<Self> {
+        if let Some(v) = variant {
+            if v.is_empty() || v.contains(['/', '\\']) || v.starts_with('.') {
+                return Err(VtonError::invalid(
+                    "variant",
+                    format!("{v:?} (a name such as \"fp16\")"),
+                ));
+            }
+        }
         if !path.exists() {
             return Err(VtonError::FileNotFound {
                 path: path.to_path_buf(),
@@ -40,8 +63,11 @@ impl ModelFiles {
             });
         };
         let config = dir.join("config.json");
-        // Sharded: diffusion_pytorch_model.safetensors.index.json lists the shards.
-        let index = dir.join("diffusion_pytorch_model.safetensors.index.json");
+        // Sharded: diffusion_pytorch_model.safetensors.index[.variant].json lists the shards.
+        let index = dir.join(match variant {
+            Some(v) => format!("{WEIGHT_STEM}.safetensors.index.{v}.json"),
+            None => format!("{WEIGHT_STEM}.safetensors.index.json"),
+        });
         let weights = if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| VtonError::io(&index, e))?;
             let v: serde_json::Value =
@@ -61,14 +87,14 @@ impl ModelFiles {
             files.dedup();
             files.into_iter().map(|f| dir.join(f)).collect()
         } else {
-            let found = WEIGHT_NAMES
+            let found = WEIGHT_EXTS
                 .iter()
-                .map(|n| dir.join(n))
-                .find(|p| p.is_file())
-                .ok_or_else(|| VtonError::FileNotFound {
-                    path: dir.join(WEIGHT_NAMES[0]),
-                })?;
-            vec![found]
+                .map(|e| dir.join(weight_name(variant, e)))
+                .find(|p| p.is_file());
+            match found {
+                Some(f) => vec![f],
+                None => return Err(missing_weights(&dir, variant)),
+            }
         };
         Ok(ModelFiles { config, weights })
     }
@@ -143,12 +169,51 @@ pub fn select_prefix(ckpt: Checkpoint, prefix: &str) -> Checkpoint {
     }
 }
 
+/// The error for a model folder without the weight file asked for: names the weight
+/// files it holds (other variants), so the caller knows which `variant` to pass.
+fn missing_weights(dir: &Path, variant: Option<&str>) -> VtonError {
+    let mut held: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| {
+                    n.starts_with(WEIGHT_STEM) && WEIGHT_EXTS.iter().any(|x| n.ends_with(x))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    held.sort();
+    let wanted = weight_name(variant, WEIGHT_EXTS[0]);
+    if held.is_empty() {
+        return VtonError::FileNotFound {
+            path: dir.join(wanted),
+        };
+    }
+    let hint = match variant {
+        None => "pass the variant of one of them (e.g. variant=\"fp16\")".to_string(),
+        Some(v) => format!("no {v:?} variant here; pass one of theirs, or none"),
+    };
+    VtonError::Checkpoint {
+        path: dir.join(wanted),
+        message: format!("not found; the folder holds {}: {hint}", held.join(", ")),
+    }
+}
+
 /// Config and checkpoint of a diffusers model folder (or a pipeline folder's `subfolder/`).
 pub(crate) fn pretrained<C: DeserializeOwned>(
     path: &Path,
     subfolder: &str,
 ) -> Result<(C, Checkpoint)> {
-    let files = ModelFiles::find(path, subfolder)?;
+    pretrained_variant(path, subfolder, None)
+}
+
+/// [`pretrained`] for a weights `variant` (see [`ModelFiles::find_variant`]).
+pub(crate) fn pretrained_variant<C: DeserializeOwned>(
+    path: &Path,
+    subfolder: &str,
+    variant: Option<&str>,
+) -> Result<(C, Checkpoint)> {
+    let files = ModelFiles::find_variant(path, subfolder, variant)?;
     Ok((read_config(&files.config)?, files.checkpoint()?))
 }
 

@@ -38,8 +38,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::nn::Conv2d;
+use crate::nn::Linear;
 use burn::module::Module;
-use burn::nn::{Linear, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 

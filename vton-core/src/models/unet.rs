@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use crate::nn::Conv2d;
+use crate::nn::Linear;
 use burn::module::Module;
-use burn::nn::{GroupNorm, Linear};
+use burn::nn::GroupNorm;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -16,7 +17,7 @@ use super::blocks::{
 };
 use crate::error::{Result, VtonError};
 use crate::nn::{conv2d, group_norm, linear, silu};
-use crate::weights::{Checkpoint, LoadReport, Loader, ParamRecord};
+use crate::weights::{Checkpoint, LoadOptions, LoadReport, Loader, ParamRecord, WeightDtype};
 
 /// A config value that diffusers accepts as one number for all blocks or one per block.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -351,9 +352,34 @@ impl UNet2DConditionModel {
     /// Loads from a diffusers folder (`config.json` + `diffusion_pytorch_model.*`) or a
     /// pipeline folder with a `unet/` subfolder.
     pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let (config, ckpt): (UNet2DConditionConfig, _) =
-            super::pretrained::pretrained(path.as_ref(), "unet")?;
-        Ok(Self::load(&config, &ckpt, device, false)?.0)
+        Self::from_pretrained_with(path, &LoadOptions::default(), device)
+    }
+
+    /// [`UNet2DConditionModel::from_pretrained`] with diffusers' `variant` and
+    /// `torch_dtype`: the weight files of `options.variant`, the convolution and linear
+    /// weights kept as `options.dtype` (float32 computation).
+    pub fn from_pretrained_with(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let (config, ckpt): (UNet2DConditionConfig, _) = super::pretrained::pretrained_variant(
+            path.as_ref(),
+            "unet",
+            options.variant.as_deref(),
+        )?;
+        Ok(Self::load_as(&config, &ckpt, device, false, options.dtype)?.0)
+    }
+
+    /// [`UNet2DConditionModel::load`] keeping the convolution and linear weights as `dtype`.
+    pub fn load_as(
+        config: &UNet2DConditionConfig,
+        ckpt: &Checkpoint,
+        device: &Device,
+        partial: bool,
+        dtype: WeightDtype,
+    ) -> Result<(Self, LoadReport)> {
+        Self::load_impl(config, ckpt, device, partial, dtype).map(|(m, r, _)| (m, r))
     }
 
     /// Loads from one safetensors / pickle file with diffusers keys, either bare or under a
@@ -387,8 +413,18 @@ impl UNet2DConditionModel {
         device: &Device,
         partial: bool,
     ) -> Result<(Self, LoadReport, Vec<ParamRecord>)> {
+        Self::load_impl(config, ckpt, device, partial, WeightDtype::F32)
+    }
+
+    fn load_impl(
+        config: &UNet2DConditionConfig,
+        ckpt: &Checkpoint,
+        device: &Device,
+        partial: bool,
+        dtype: WeightDtype,
+    ) -> Result<(Self, LoadReport, Vec<ParamRecord>)> {
         let r = config.resolve()?;
-        let l = Loader::new(ckpt, device, partial);
+        let l = Loader::new(ckpt, device, partial).with_weight_dtype(dtype);
         let boc = &config.block_out_channels;
         let n = boc.len();
         let ted = config.time_embedding_dim.unwrap_or(boc[0] * 4);

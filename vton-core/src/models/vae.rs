@@ -14,7 +14,7 @@ use super::blocks::{
 };
 use crate::error::{Result, VtonError};
 use crate::nn::{conv2d, group_norm};
-use crate::weights::{Checkpoint, LoadReport, Loader};
+use crate::weights::{Checkpoint, LoadOptions, LoadReport, Loader, WeightDtype};
 
 /// `config.json` of an `AutoencoderKL`; missing keys take diffusers' defaults, unknown
 /// keys are ignored.
@@ -373,9 +373,23 @@ impl AutoencoderKL {
     /// Loads from a diffusers folder (`config.json` + `diffusion_pytorch_model.*`), a
     /// pipeline folder with a `vae/` subfolder, or a `config.json`'s folder plus weights.
     pub fn from_pretrained(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let (config, ckpt): (AutoencoderKLConfig, _) =
-            super::pretrained::pretrained(path.as_ref(), "vae")?;
-        Ok(Self::load(&config, &ckpt, device, false)?.0)
+        Self::from_pretrained_with(path, &LoadOptions::default(), device)
+    }
+
+    /// [`AutoencoderKL::from_pretrained`] with diffusers' `variant` and `torch_dtype`: the
+    /// weight files of `options.variant`, the convolution and linear weights kept as
+    /// `options.dtype` (float32 computation).
+    pub fn from_pretrained_with(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let (config, ckpt): (AutoencoderKLConfig, _) = super::pretrained::pretrained_variant(
+            path.as_ref(),
+            "vae",
+            options.variant.as_deref(),
+        )?;
+        Ok(Self::load_as(&config, &ckpt, device, false, options.dtype)?.0)
     }
 
     /// Loads from one safetensors / pickle file with diffusers keys, either bare or under a
@@ -398,9 +412,20 @@ impl AutoencoderKL {
         device: &Device,
         partial: bool,
     ) -> Result<(Self, LoadReport)> {
+        Self::load_as(config, ckpt, device, partial, WeightDtype::F32)
+    }
+
+    /// [`AutoencoderKL::load`] keeping the convolution and linear weights as `dtype`.
+    pub fn load_as(
+        config: &AutoencoderKLConfig,
+        ckpt: &Checkpoint,
+        device: &Device,
+        partial: bool,
+        dtype: WeightDtype,
+    ) -> Result<(Self, LoadReport)> {
         config.validate()?;
         let ckpt = ckpt.clone().map_keys(|k| Some(rename_legacy_vae_key(k)));
-        let l = Loader::new(&ckpt, device, partial);
+        let l = Loader::new(&ckpt, device, partial).with_weight_dtype(dtype);
         let z2 = 2 * config.latent_channels;
         let z = config.latent_channels;
         let vae = AutoencoderKL {

@@ -23,7 +23,7 @@ use crate::error::{Result, VtonError};
 use crate::models::{AutoencoderKL, UNet2DConditionModel};
 use crate::nn::resize_nearest;
 use crate::schedulers::{scheduler_from_pretrained, Scheduler};
-use crate::weights::Checkpoint;
+use crate::weights::{Checkpoint, LoadOptions};
 
 /// A progress report: `step` of `total` done (1-based), at `timestep`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +101,35 @@ impl DiffusionParts {
         unet: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_pretrained_with_options(path, unet, &LoadOptions::default(), device)
+    }
+
+    /// [`DiffusionParts::from_pretrained_with_unet`] with diffusers' `variant` and
+    /// `torch_dtype` for the VAE and the U-Net ([`LoadOptions`]).
+    pub fn from_pretrained_with_options(
+        path: impl AsRef<Path>,
+        unet: Option<&Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let unet = match unet {
-            Some(u) => load_unet(&path.join("unet"), u, device)?,
-            None => UNet2DConditionModel::from_pretrained(path.join("unet"), device)?,
+            Some(u) => load_unet_with(&path.join("unet"), u, options, device)?,
+            None => UNet2DConditionModel::from_pretrained_with(path.join("unet"), options, device)?,
         };
+        Self::from_models(path, unet, options, device)
+    }
+
+    /// `vae/` and `scheduler/` of the pipeline folder `path` around a U-Net loaded
+    /// already.
+    fn from_models(
+        path: &Path,
+        unet: UNet2DConditionModel,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let parts = DiffusionParts {
-            vae: AutoencoderKL::from_pretrained(path.join("vae"), device)?,
+            vae: AutoencoderKL::from_pretrained_with(path.join("vae"), options, device)?,
             unet,
             scheduler: scheduler_from_pretrained(path.join("scheduler"))?,
             device: device.clone(),
@@ -285,15 +307,38 @@ impl CatVTONPipeline {
         attn_checkpoint: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_pretrained_with_options(
+            base,
+            unet,
+            attn_checkpoint,
+            &LoadOptions::default(),
+            device,
+        )
+    }
+
+    /// [`CatVTONPipeline::from_pretrained_with_unet`] with diffusers' `variant` and
+    /// `torch_dtype` ([`LoadOptions`]).
+    pub fn from_pretrained_with_options(
+        base: impl AsRef<Path>,
+        unet: Option<&Path>,
+        attn_checkpoint: Option<&Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let base = base.as_ref();
-        let mut parts = DiffusionParts::from_pretrained_with_unet(base, unet, device)?;
         if let Some(a) = attn_checkpoint {
-            parts.unet = match unet {
-                Some(u) => load_catvton_attention_onto(&base.join("unet"), u, a, device)?,
-                None => load_catvton_attention(&base.join("unet"), a, device)?,
+            // The U-Net is built once, with the attention weights on it.
+            let unet_model = match unet {
+                Some(u) => load_catvton_attention_onto(&base.join("unet"), u, a, options, device)?,
+                None => load_catvton_attention_with(&base.join("unet"), a, options, device)?,
             };
-            parts.check()?;
+            let parts = DiffusionParts::from_models(base, unet_model, options, device)?;
+            return Ok(CatVTONPipeline {
+                parts,
+                concat: ConcatAxis::Height,
+            });
         }
+        let parts = DiffusionParts::from_pretrained_with_options(base, unet, options, device)?;
         Ok(CatVTONPipeline {
             parts,
             concat: ConcatAxis::Height,
@@ -362,8 +407,18 @@ impl CatVTONPipeline {
 /// `diffusion_pytorch_model.safetensors`) read with the config of the pipeline's
 /// `unet_dir`. Every tensor must be present (no partial load).
 pub fn load_unet(unet_dir: &Path, unet: &Path, device: &Device) -> Result<UNet2DConditionModel> {
+    load_unet_with(unet_dir, unet, &LoadOptions::default(), device)
+}
+
+/// [`load_unet`] with [`LoadOptions`] (the variant applies to a U-Net folder).
+pub fn load_unet_with(
+    unet_dir: &Path,
+    unet: &Path,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<UNet2DConditionModel> {
     if unet.is_dir() {
-        return UNet2DConditionModel::from_pretrained(unet, device);
+        return UNet2DConditionModel::from_pretrained_with(unet, options, device);
     }
     if !unet.is_file() {
         return Err(VtonError::FileNotFound {
@@ -373,7 +428,7 @@ pub fn load_unet(unet_dir: &Path, unet: &Path, device: &Device) -> Result<UNet2D
     let config: crate::models::UNet2DConditionConfig =
         crate::models::pretrained::read_config(&unet_dir.join("config.json"))?;
     let ck = Checkpoint::open(unet)?;
-    Ok(UNet2DConditionModel::load(&config, &ck, device, false)?.0)
+    Ok(UNet2DConditionModel::load_as(&config, &ck, device, false, options.dtype)?.0)
 }
 
 /// Loads a U-Net folder and puts CatVTON's attention weights on it.
@@ -393,14 +448,28 @@ pub fn load_catvton_attention(
     attn: &Path,
     device: &Device,
 ) -> Result<UNet2DConditionModel> {
+    load_catvton_attention_with(unet_dir, attn, &LoadOptions::default(), device)
+}
+
+/// [`load_catvton_attention`] with [`LoadOptions`] for the U-Net.
+pub fn load_catvton_attention_with(
+    unet_dir: &Path,
+    attn: &Path,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<UNet2DConditionModel> {
     let (config, base): (crate::models::UNet2DConditionConfig, _) =
-        crate::models::pretrained::pretrained(unet_dir, "unet")?;
+        crate::models::pretrained::pretrained_variant(
+            unet_dir,
+            "unet",
+            options.variant.as_deref(),
+        )?;
     let attn_file = find_attention_file(attn)?;
     let ck = Checkpoint::open(&attn_file)?;
     let paths = attn1_paths(&config);
     let mapped = map_catvton_keys(&ck, &paths, &attn_file)?;
     let merged = base.overlay(mapped);
-    Ok(UNet2DConditionModel::load(&config, &merged, device, false)?.0)
+    Ok(UNet2DConditionModel::load_as(&config, &merged, device, false, options.dtype)?.0)
 }
 
 /// [`load_catvton_attention`] on another U-Net than the pipeline's (see [`load_unet`]).
@@ -408,10 +477,11 @@ fn load_catvton_attention_onto(
     unet_dir: &Path,
     unet: &Path,
     attn: &Path,
+    options: &LoadOptions,
     device: &Device,
 ) -> Result<UNet2DConditionModel> {
     let (config, base): (crate::models::UNet2DConditionConfig, Checkpoint) = if unet.is_dir() {
-        crate::models::pretrained::pretrained(unet, "unet")?
+        crate::models::pretrained::pretrained_variant(unet, "unet", options.variant.as_deref())?
     } else {
         (
             crate::models::pretrained::read_config(&unet_dir.join("config.json"))?,
@@ -421,7 +491,16 @@ fn load_catvton_attention_onto(
     let attn_file = find_attention_file(attn)?;
     let ck = Checkpoint::open(&attn_file)?;
     let mapped = map_catvton_keys(&ck, &attn1_paths(&config), &attn_file)?;
-    Ok(UNet2DConditionModel::load(&config, &base.overlay(mapped), device, false)?.0)
+    Ok(
+        UNet2DConditionModel::load_as(
+            &config,
+            &base.overlay(mapped),
+            device,
+            false,
+            options.dtype,
+        )?
+        .0,
+    )
 }
 
 fn find_attention_file(p: &Path) -> Result<std::path::PathBuf> {
@@ -567,8 +646,18 @@ pub struct InpaintInputs {
 
 impl InpaintTryOnPipeline {
     pub fn from_pretrained(base: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_pretrained_with(base, &LoadOptions::default(), device)
+    }
+
+    /// [`InpaintTryOnPipeline::from_pretrained`] with diffusers' `variant` and
+    /// `torch_dtype` ([`LoadOptions`]).
+    pub fn from_pretrained_with(
+        base: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(InpaintTryOnPipeline {
-            parts: DiffusionParts::from_pretrained(base, device)?,
+            parts: DiffusionParts::from_pretrained_with_options(base, None, options, device)?,
         })
     }
 
@@ -701,10 +790,36 @@ impl DiffusionTryOn {
         attn_checkpoint: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_with_options(
+            method,
+            weights,
+            unet,
+            attn_checkpoint,
+            &LoadOptions::default(),
+            device,
+        )
+    }
+
+    /// [`DiffusionTryOn::load_with_unet`] with diffusers' `variant` and `torch_dtype`
+    /// ([`LoadOptions`]).
+    pub fn load_with_options(
+        method: DiffusionMethod,
+        weights: &Path,
+        unet: Option<&Path>,
+        attn_checkpoint: Option<&Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(match method {
-            DiffusionMethod::CatVTON => DiffusionTryOn::CatVTON(
-                CatVTONPipeline::from_pretrained_with_unet(weights, unet, attn_checkpoint, device)?,
-            ),
+            DiffusionMethod::CatVTON => {
+                DiffusionTryOn::CatVTON(CatVTONPipeline::from_pretrained_with_options(
+                    weights,
+                    unet,
+                    attn_checkpoint,
+                    options,
+                    device,
+                )?)
+            }
             DiffusionMethod::Inpaint => {
                 if attn_checkpoint.is_some() {
                     return Err(VtonError::invalid(
@@ -713,7 +828,9 @@ impl DiffusionTryOn {
                     ));
                 }
                 DiffusionTryOn::Inpaint(InpaintTryOnPipeline {
-                    parts: DiffusionParts::from_pretrained_with_unet(weights, unet, device)?,
+                    parts: DiffusionParts::from_pretrained_with_options(
+                        weights, unet, options, device,
+                    )?,
                 })
             }
         })

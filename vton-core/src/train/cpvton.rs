@@ -815,18 +815,13 @@ pub fn data_parallel<M, B, F>(
     Vec<crate::nn::BufferUpdate>,
 )>
 where
-    M: burn::module::Module + Sync,
+    M: burn::module::Module + Send + Sync,
     B: Send,
     F: Fn(&M, &B, &Device) -> Result<(Tensor<1>, LossTerms, Vec<crate::nn::BufferUpdate>)> + Sync,
 {
-    let results = run_shards(shards, |batch, device| {
-        let replica;
-        let m = if *device == *main {
-            model
-        } else {
-            replica = model.clone().fork(device);
-            &replica
-        };
+    let shards = with_replicas(model, shards);
+    let results = run_shards(shards, |(batch, replica), device| {
+        let m = replica.as_ref().unwrap_or(model);
         let (total, terms, updates) = losses(m, &batch, device)?;
         let g = total.backward();
         let grads = params.grads(m, &g);
@@ -844,6 +839,27 @@ where
         }
     }
     Ok((terms, grads, updates))
+}
+
+/// Pairs every shard after the first with its own replica of `model` (a fork onto the
+/// shard's device, with parameter leaves of its own even when the device is the main
+/// one); the first shard runs on `model` itself. Replicas are made here, on the calling
+/// thread, before any shard thread starts: two shards tracing through the same parameter
+/// tensors would merge their autodiff graphs (and deadlock burn-autodiff's graph locks
+/// when one shard is in backward while the other registers a step), and a fork made
+/// inside a shard thread registers a step on the shared parameters in the same way.
+pub fn with_replicas<M: burn::module::Module, B>(
+    model: &M,
+    shards: Vec<(B, usize, Device)>,
+) -> Vec<((B, Option<M>), usize, Device)> {
+    shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, (b, n, d))| {
+            let replica = (i > 0).then(|| model.clone().fork(&d));
+            ((b, replica), n, d)
+        })
+        .collect()
 }
 
 /// Runs `work` once per shard `(data, samples, device)`, each in its own thread (inline

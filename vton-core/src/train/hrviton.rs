@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
@@ -32,7 +31,9 @@ use crate::models::hrviton_discriminator::{
 };
 use crate::nn::{resize_bilinear, resize_nearest, train_mode, BufferUpdate};
 use crate::rng::Rng;
-use crate::train::cpvton::{check_finite, run_shards, scalar, shard_ranges, LossTerms, ShardMean};
+use crate::train::cpvton::{
+    check_finite, run_shards, scalar, shard_ranges, with_replicas, LossTerms, ShardMean,
+};
 use crate::train::gan::{cross_entropy2d, gan_loss_per_scale, GanMode};
 use crate::train::losses::{self, VggLoss, VggLossConfig};
 use crate::train::optim::{Adam, AdamConfig, AdamState};
@@ -772,14 +773,20 @@ impl ConditionGeneratorTrainer {
             };
             let (tocg, d, vgg, params_g) = (&self.tocg, &self.d, &self.vgg, &self.params_g);
             let main = &main;
-            run_shards(shards, |(b, mut masks), dev| {
-                let (tocg_r, vgg_r);
-                let (tocg, vgg, mut d) = if dev == main {
-                    (tocg, vgg, d.clone())
+            // Replicas with parameter leaves of their own for every shard after the
+            // first, made before the shard threads start (see `with_replicas`).
+            let shards = with_replicas(tocg, shards);
+            let shards = with_replicas(d, shards);
+            run_shards(shards, |(((b, mut masks), tocg_r), d_r), dev| {
+                let vgg_r;
+                let tocg = tocg_r.as_ref().unwrap_or(tocg);
+                let mut d = d_r.unwrap_or_else(|| d.clone());
+                // VGG's weights are frozen (untracked): sharing them is safe.
+                let vgg = if dev == main {
+                    vgg
                 } else {
-                    tocg_r = tocg.clone().fork(dev);
                     vgg_r = vgg.fork(dev);
-                    (&tocg_r, &vgg_r, d.clone().fork(dev))
+                    &vgg_r
                 };
                 let half = generator_half(&ctx, tocg, &mut d, vgg, &b, dev, &mut masks)?;
                 let g = half.loss_g.backward();
@@ -840,17 +847,15 @@ impl ConditionGeneratorTrainer {
                     params_d: &self.params_d,
                 };
                 let (tocg, d, params_d) = (&self.tocg, &self.d, &self.params_d);
-                let main = &main;
-                run_shards(next, |(inputs, mut masks): (DInputs, DropoutMasks), dev| {
-                    let mut d = if dev == main {
-                        d.clone()
-                    } else {
-                        d.clone().fork(dev)
-                    };
+                let next = with_replicas(tocg, next);
+                let next = with_replicas(d, next);
+                run_shards(next, |(((inputs, mut masks), tocg_r), d_r), _dev| {
+                    let inputs: DInputs = inputs;
+                    let tocg = tocg_r.as_ref().unwrap_or(tocg);
+                    let mut d = d_r.unwrap_or_else(|| d.clone());
                     let (fake, g_updates) = match &inputs.fake {
                         Some(f) => (f.clone(), Vec::new()),
-                        None if dev == main => separate_fake(tocg, &inputs)?,
-                        None => separate_fake(&tocg.clone().fork(dev), &inputs)?,
+                        None => separate_fake(tocg, &inputs)?,
                     };
                     let half = discriminator_half(&ctx, &mut d, inputs, fake, &mut masks)?;
                     let g = half.loss_d.backward();

@@ -40,9 +40,9 @@
 use std::path::Path;
 
 use crate::nn::Conv2d;
+use crate::nn::Linear;
 use burn::module::Module;
 use burn::nn::conv::ConvTranspose2d;
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Result, VtonError};
