@@ -8,6 +8,7 @@ use vton_core::pipelines::diffusion::{
     Control, DiffusionMethod, DiffusionTryOn, DiffusionTryOnSettings, Progress, SamplingOptions,
 };
 use vton_core::pipelines::geometric::{TryOnInputs, TryOnOutput};
+use vton_core::weights::{LoadOptions, WeightDtype};
 use vton_core::{Result, VtonError};
 
 use crate::TryOnArgs;
@@ -36,11 +37,22 @@ pub fn run(
         size: args.size.as_deref().map(parse_size).transpose()?,
         strength: args.strength,
     };
-    let mut pipe = DiffusionTryOn::load_with_unet(
+    let dtype = match &args.dtype {
+        Some(d) => WeightDtype::from_name(d).map_err(|_| {
+            VtonError::invalid(
+                "--dtype",
+                format!("{d:?} is not one of float32, float16, bfloat16"),
+            )
+        })?,
+        None => WeightDtype::F32,
+    };
+    let options = LoadOptions::dtype(dtype).with_variant(args.variant.as_deref());
+    let mut pipe = DiffusionTryOn::load_with_options(
         method,
         weights,
         args.unet.as_deref(),
         args.attn_checkpoint.as_deref(),
+        &options,
         device,
     )?;
     let bar = ProgressBar::new(args.steps.unwrap_or(50) as u64);

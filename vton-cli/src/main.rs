@@ -126,6 +126,15 @@ struct TryOnArgs {
     /// or a diffusers U-Net folder).
     #[arg(long)]
     unet: Option<PathBuf>,
+    /// catvton / inpaint: the element type the U-Net and VAE weights are kept in: float32
+    /// (default), float16 or bfloat16 (torch's names; half the weights' memory, computation
+    /// stays float32).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// catvton / inpaint: the diffusers weight-file variant to read (fp16 reads
+    /// diffusion_pytorch_model.fp16.safetensors, as diffusers' variant="fp16").
+    #[arg(long)]
+    variant: Option<String>,
     /// Denoising steps (default: 50; dci-viton: 200, as the original).
     #[arg(long)]
     steps: Option<usize>,
@@ -233,6 +242,20 @@ fn try_on(args: TryOnArgs) -> Result<()> {
                 args.method
             ),
         ));
+    }
+    for (flag, given) in [
+        ("--dtype", args.dtype.is_some()),
+        ("--variant", args.variant.is_some()),
+    ] {
+        if given && !matches!(args.method.as_str(), "catvton" | "inpaint") {
+            return Err(VtonError::invalid(
+                flag,
+                format!(
+                    "only the catvton and inpaint methods take {flag}, not {}",
+                    args.method
+                ),
+            ));
+        }
     }
     if matches!(args.method.as_str(), "cpvton" | "hrviton" | "dci-viton") {
         return try_on_gan(&args);

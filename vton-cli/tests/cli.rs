@@ -250,6 +250,88 @@ fn diffusion_methods_run_on_a_pipeline_folder() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--size"));
     let o = vton(&["try-on", "--method", "magic"], dir.path());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("magic"));
+
+    // --dtype: the same run with bfloat16 / float16 weights differs from the float32 image
+    // (the option reaches the models) but stays close: mean absolute difference under half
+    // of one 8-bit level (measured 0.028 for bfloat16, 0.003 for float16; the weights'
+    // rounding moves the tiny random U-Net's output by a few 1e-3 normwise, see
+    // vton-core/tests/half_weights.rs, and only the garment region is generated).
+    let f32_img = image::open(dir.path().join("catvton.png"))
+        .unwrap()
+        .to_rgb8()
+        .into_raw();
+    for dtype in ["bfloat16", "float16"] {
+        let out = dir.path().join(format!("catvton_{dtype}.png"));
+        let o = vton(
+            &[
+                "try-on",
+                "--method",
+                "catvton",
+                "--weights",
+                w,
+                "--steps",
+                "2",
+                "--size",
+                "64x48",
+                "--seed",
+                "3",
+                "--dtype",
+                dtype,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(
+            o.status.success(),
+            "--dtype {dtype}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let img = image::open(&out).unwrap().to_rgb8().into_raw();
+        let mad = img
+            .iter()
+            .zip(&f32_img)
+            .map(|(&a, &b)| (a as f64 - b as f64).abs())
+            .sum::<f64>()
+            / img.len() as f64;
+        assert!(mad > 0.0 && mad < 0.5, "--dtype {dtype}: mean |diff| {mad:.4} levels");
+    }
+    // A bad dtype, a dtype for a method without diffusion weights and a variant the
+    // folder lacks are one-line errors.
+    let o = vton(
+        &[
+            "try-on",
+            "--method",
+            "catvton",
+            "--weights",
+            w,
+            "--dtype",
+            "int8",
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--dtype") && err.contains("int8"),
+        "{err}"
+    );
+    let o = vton(&["try-on", "--dtype", "float16"], dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--dtype"), "{err}");
+    let o = vton(
+        &[
+            "try-on",
+            "--method",
+            "inpaint",
+            "--weights",
+            w,
+            "--variant",
+            "fp16",
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("fp16"), "{err}");
 }
 
 fn fixture(rel: &str) -> String {
