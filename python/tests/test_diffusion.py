@@ -102,3 +102,44 @@ def test_inpaint_pipeline_and_bad_checkpoints(tmp_path):
     (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")
     with pytest.raises(vton.CheckpointError):
         vton.UNet2DConditionModel.from_pretrained(tmp_path)
+
+
+def test_half_precision_weights_as_diffusers_torch_dtype_and_variant():
+    """torch_dtype= / variant= as diffusers spells them; the same rounded-weight references
+    as vton-core/tests/half_weights.rs (diffusers on the rounded weights, float32 compute)."""
+    h = _read_safetensors(FIX / "half_weights.safetensors")
+    x, ehs = h["unet.input.sample"], h["unet.input.encoder_hidden_states"]
+    unet = vton.UNet2DConditionModel.from_pretrained(FIX / "diffusers_unet_inpaint_fp16",
+                                                     torch_dtype="float16", variant="fp16")
+    assert unet.dtype == "float16"
+    close(unet(x, 999, encoder_hidden_states=ehs), h["unet.f16"])
+
+    class TorchLikeDtype:  # torch.bfloat16 prints as "torch.bfloat16"
+        def __str__(self):
+            return "torch.bfloat16"
+    unet = vton.UNet2DConditionModel.from_pretrained(FIX / "diffusers_unet_inpaint_pretrained",
+                                                     torch_dtype=TorchLikeDtype())
+    assert unet.dtype == "bfloat16"
+    close(unet(x, 999, encoder_hidden_states=ehs), h["unet.bf16"])
+    vae = vton.AutoencoderKL.from_pretrained(FIX / "diffusers_vae_fp16", torch_dtype="fp16", variant="fp16")
+    assert vae.dtype == "float16"
+    close(vae.encode(h["vae.input.x"]).mean, h["vae.mean.f16"])
+    assert vton.AutoencoderKL.from_pretrained(FIX / "diffusers_vae_pretrained").dtype == "float32"
+
+    # The pipelines take the same keywords; bf16 weights move the image only a little.
+    t = _read_safetensors(FIX / "catvton_reference.safetensors")
+    args = (t["input.person"], t["input.garment"], t["input.mask"])
+    full = vton.CatVTONPipeline.from_pretrained(TINY, attn_checkpoint=FIX / "catvton_attention")(*args, steps=2, seed=1)
+    half = vton.CatVTONPipeline.from_pretrained(TINY, attn_checkpoint=FIX / "catvton_attention",
+                                                torch_dtype="bfloat16")(*args, steps=2, seed=1)
+    err = np.linalg.norm(half - full) / np.linalg.norm(full)
+    assert 0 < err < 0.03, err
+    inp = vton.InpaintTryOnPipeline.from_pretrained(TINY, torch_dtype="float16")
+    assert inp(t["input.person"], t["input.mask"], t["input.garment"], t["input.mask"], steps=2).shape == (1, 3, 64, 48)
+
+    with pytest.raises(vton.InvalidInputError, match="int8"):
+        vton.UNet2DConditionModel.from_pretrained(FIX / "diffusers_unet_inpaint_pretrained", torch_dtype="int8")
+    with pytest.raises(vton.CheckpointError, match="variant"):
+        vton.UNet2DConditionModel.from_pretrained(FIX / "diffusers_unet_inpaint_fp16")
+    with pytest.raises(vton.VtonError, match="fp16"):
+        vton.InpaintTryOnPipeline.from_pretrained(TINY, variant="fp16")

@@ -294,7 +294,10 @@ fn diffusion_methods_run_on_a_pipeline_folder() {
             .map(|(&a, &b)| (a as f64 - b as f64).abs())
             .sum::<f64>()
             / img.len() as f64;
-        assert!(mad > 0.0 && mad < 0.5, "--dtype {dtype}: mean |diff| {mad:.4} levels");
+        assert!(
+            mad > 0.0 && mad < 0.5,
+            "--dtype {dtype}: mean |diff| {mad:.4} levels"
+        );
     }
     // A bad dtype, a dtype for a method without diffusion weights and a variant the
     // folder lacks are one-line errors.

@@ -19,6 +19,7 @@ use vton_core::pipelines::diffusion::{
     Progress, SamplingOptions,
 };
 use vton_core::schedulers::{scheduler_from_config, Scheduler as CoreScheduler};
+use vton_core::weights::{LoadOptions, ParamBytes, WeightDtype};
 use vton_core::VtonError;
 
 use crate::{bad, dyn_out, shape_of, tensor4, to_py_err, to_vec, PyDevice};
@@ -43,6 +44,43 @@ fn tensor3(name: &str, a: &PyReadonlyArrayDyn<'_, f32>, device: &Device) -> PyRe
     ))
 }
 
+/// diffusers' `torch_dtype=` and `variant=`: the dtype as a name (`"float16"`,
+/// `"bfloat16"`, `"torch.float16"`) or any object whose `str()` is one (`torch.float16`);
+/// `None` is float32.
+fn load_options(
+    torch_dtype: Option<&Bound<'_, PyAny>>,
+    variant: Option<String>,
+) -> PyResult<LoadOptions> {
+    let dtype = match torch_dtype {
+        None => WeightDtype::F32,
+        Some(d) => {
+            let name: String = match d.extract::<String>() {
+                Ok(s) => s,
+                Err(_) => d.str()?.to_string(),
+            };
+            WeightDtype::from_name(&name).map_err(|_| {
+                to_py_err(VtonError::invalid(
+                    "torch_dtype",
+                    format!("{name:?} is not one of float32, float16, bfloat16"),
+                ))
+            })?
+        }
+    };
+    Ok(LoadOptions::dtype(dtype).with_variant(variant.as_deref()))
+}
+
+/// The element type a model's layer weights are kept in, by torch's name.
+fn weights_dtype<M: vton_core::burn::module::Module>(m: &M) -> &'static str {
+    let b = ParamBytes::of(m);
+    if b.bf16 > 0 {
+        "bfloat16"
+    } else if b.f16 > 0 {
+        "float16"
+    } else {
+        "float32"
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> PyResult<std::sync::MutexGuard<'_, T>> {
     m.lock()
         .map_err(|_| bad("a previous call panicked while holding this object".into()))
@@ -58,15 +96,31 @@ struct AutoencoderKL {
 #[pymethods]
 impl AutoencoderKL {
     /// Loads a diffusers folder (`config.json` + weights) or a pipeline folder with `vae/`
-    /// onto `device`.
+    /// onto `device`; `torch_dtype` (float16 / bfloat16) keeps the convolution and linear
+    /// weights in half precision (computation stays float32); `variant="fp16"` reads
+    /// `diffusion_pytorch_model.fp16.*`.
     #[staticmethod]
-    #[pyo3(signature = (path, *, device="cpu"))]
-    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, device="cpu", torch_dtype=None, variant=None))]
+    fn from_pretrained(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        device: &str,
+        torch_dtype: Option<&Bound<'_, PyAny>>,
+        variant: Option<String>,
+    ) -> PyResult<Self> {
         let device = PyDevice::parse(device)?;
+        let options = load_options(torch_dtype, variant)?;
         let inner = py
-            .detach(|| CoreVae::from_pretrained(&path, &device.device))
+            .detach(|| CoreVae::from_pretrained_with(&path, &options, &device.device))
             .map_err(to_py_err)?;
         Ok(AutoencoderKL { inner, device })
+    }
+
+    /// The element type the layer weights are kept in (`"float32"`, `"float16"`,
+    /// `"bfloat16"`).
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        weights_dtype(&self.inner)
     }
 
     /// The device the model is on (canonical name).
@@ -203,15 +257,29 @@ fn timesteps_from(t: &Bound<'_, PyAny>) -> PyResult<Timesteps> {
 #[pymethods]
 impl UNet2DConditionModel {
     /// Loads a diffusers folder (`config.json` + weights) or a pipeline folder with `unet/`
-    /// onto `device`.
+    /// onto `device`; `torch_dtype` and `variant` as for `AutoencoderKL.from_pretrained`.
     #[staticmethod]
-    #[pyo3(signature = (path, *, device="cpu"))]
-    fn from_pretrained(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, device="cpu", torch_dtype=None, variant=None))]
+    fn from_pretrained(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        device: &str,
+        torch_dtype: Option<&Bound<'_, PyAny>>,
+        variant: Option<String>,
+    ) -> PyResult<Self> {
         let device = PyDevice::parse(device)?;
+        let options = load_options(torch_dtype, variant)?;
         let inner = py
-            .detach(|| CoreUNet::from_pretrained(&path, &device.device))
+            .detach(|| CoreUNet::from_pretrained_with(&path, &options, &device.device))
             .map_err(to_py_err)?;
         Ok(UNet2DConditionModel { inner, device })
+    }
+
+    /// The element type the layer weights are kept in (`"float32"`, `"float16"`,
+    /// `"bfloat16"`).
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        weights_dtype(&self.inner)
     }
 
     /// The device the model is on (canonical name).
@@ -412,19 +480,29 @@ struct CatVTONPipeline {
 impl CatVTONPipeline {
     /// `base_path`: a diffusers inpainting pipeline folder (`vae/`, `unet/`, `scheduler/`);
     /// `attn_checkpoint`: CatVTON's attention weights (file or folder); `device`: where the
-    /// models are loaded and every call computes.
+    /// models are loaded and every call computes; `torch_dtype` / `variant` as diffusers'
+    /// (half-precision weights, float32 computation; `variant="fp16"` files).
     #[staticmethod]
-    #[pyo3(signature = (base_path, attn_checkpoint=None, *, device="cpu"))]
+    #[pyo3(signature = (base_path, attn_checkpoint=None, *, device="cpu", torch_dtype=None, variant=None))]
     fn from_pretrained(
         py: Python<'_>,
         base_path: std::path::PathBuf,
         attn_checkpoint: Option<std::path::PathBuf>,
         device: &str,
+        torch_dtype: Option<&Bound<'_, PyAny>>,
+        variant: Option<String>,
     ) -> PyResult<Self> {
         let device = PyDevice::parse(device)?;
+        let options = load_options(torch_dtype, variant)?;
         let inner = py
             .detach(|| {
-                CorePipe::from_pretrained(&base_path, attn_checkpoint.as_deref(), &device.device)
+                CorePipe::from_pretrained_with_options(
+                    &base_path,
+                    None,
+                    attn_checkpoint.as_deref(),
+                    &options,
+                    &device.device,
+                )
             })
             .map_err(to_py_err)?;
         Ok(CatVTONPipeline {
@@ -480,17 +558,20 @@ struct InpaintTryOnPipeline {
 #[pymethods]
 impl InpaintTryOnPipeline {
     /// `base_path`: a diffusers inpainting pipeline folder; `device`: where the models are
-    /// loaded and every call computes.
+    /// loaded and every call computes; `torch_dtype` / `variant` as for `CatVTONPipeline`.
     #[staticmethod]
-    #[pyo3(signature = (base_path, *, device="cpu"))]
+    #[pyo3(signature = (base_path, *, device="cpu", torch_dtype=None, variant=None))]
     fn from_pretrained(
         py: Python<'_>,
         base_path: std::path::PathBuf,
         device: &str,
+        torch_dtype: Option<&Bound<'_, PyAny>>,
+        variant: Option<String>,
     ) -> PyResult<Self> {
         let device = PyDevice::parse(device)?;
+        let options = load_options(torch_dtype, variant)?;
         let inner = py
-            .detach(|| CoreInpaint::from_pretrained(&base_path, &device.device))
+            .detach(|| CoreInpaint::from_pretrained_with(&base_path, &options, &device.device))
             .map_err(to_py_err)?;
         Ok(InpaintTryOnPipeline {
             inner: Mutex::new(inner),
