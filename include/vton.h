@@ -313,6 +313,22 @@ enum vton_status vton_pipeline_load(enum vton_method method,
                                     struct vton_pipeline **out);
 
 /*
+ `vton_pipeline_load` for `VTON_METHOD_CATVTON` / `VTON_METHOD_INPAINT` with
+ diffusers' `torch_dtype` and `variant`: `dtype` is the element type the U-Net and VAE
+ layer weights are kept in (`"float32"`, `"float16"`, `"bfloat16"`, torch's names;
+ NULL is float32; computation stays float32), `variant` the weight files to read
+ (`"fp16"` reads `diffusion_pytorch_model.fp16.safetensors`; NULL: the plain files).
+ A bad dtype, a variant the folder lacks or another method is
+ `VTON_STATUS_INVALID_ARGUMENT` / `VTON_STATUS_CHECKPOINT` naming it.
+ */
+enum vton_status vton_pipeline_load_with(enum vton_method method,
+                                         const char *weights_dir,
+                                         const char *attn_checkpoint,
+                                         const char *dtype,
+                                         const char *variant,
+                                         struct vton_pipeline **out);
+
+/*
  Frees a pipeline (NULL is ignored).
  */
 void vton_pipeline_free(struct vton_pipeline *pipeline);

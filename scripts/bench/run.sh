@@ -20,7 +20,7 @@ done
 cargo build --release -p vton-core --example bench_once --example op_times
 LOAD=$(cut -d' ' -f1 /proc/loadavg)
 OUT=$(mktemp -d)
-for what in vae_decode unet_step unet_step_notext gmm tom tocg gen; do
+for what in vae_decode unet_step unet_step_notext vae_decode_bf16 unet_step_bf16 gmm tom tocg gen; do
   echo "== $what" >&2
   target/release/examples/bench_once "$DIR" "$what" > "$OUT/$what.vton.json"
   case $what in
@@ -38,6 +38,8 @@ names = {
     "vae_decode": "SD 1.5 VAE decode, 1x4x64x48 latent (512x384 image)",
     "unet_step": "SD 1.5-inpainting U-Net step, 1x9x64x48, 77x768 text states",
     "unet_step_notext": "the same U-Net step without text states (CatVTON: cross-attention skipped)",
+    "vae_decode_bf16": "the VAE decode with bfloat16 weights (`dtype`; PyTorch: `torch_dtype=torch.bfloat16`, bf16 compute)",
+    "unet_step_bf16": "the U-Net step (text states) with bfloat16 weights (as above)",
     "gmm": "CP-VTON+ GMM, 256x192",
     "tom": "CP-VTON+ TOM, 256x192",
     "tocg": "HR-VITON condition generator, 256x192",

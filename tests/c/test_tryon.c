@@ -133,6 +133,36 @@ int main(int argc, char **argv) {
         prm.steps = 0;
         CHECK(vton_try_on_diffusion(pipe, in, &prm, NULL, NULL, &cr) == VTON_STATUS_INVALID_ARGUMENT, "0 steps");
         CHECK(vton_try_on_diffusion(pipe, in, NULL, NULL, NULL, &cr) == VTON_STATUS_NULL_ARGUMENT, "NULL params");
+        /* The same pipeline with bfloat16 weights: the same size of result, close to the
+           float32 one (the rounding moves the tiny random model's output by a few 1e-3). */
+        vton_pipeline *half = NULL;
+        s = vton_pipeline_load_with(VTON_METHOD_CATVTON, weights, NULL, "bfloat16", NULL, &half);
+        CHECK(s == VTON_STATUS_OK && half != NULL, "load bf16 pipeline: %s", vton_last_error_message());
+        prm.steps = leak_mode ? 2 : 3;
+        vton_result *hr = NULL;
+        s = vton_try_on_diffusion(half, in, &prm, NULL, NULL, &hr);
+        CHECK(s == VTON_STATUS_OK && hr != NULL, "bf16 diffusion try-on: %s", vton_last_error_message());
+        vton_image *hi = NULL;
+        if (hr && di) {
+            CHECK(vton_result_get(hr, VTON_OUTPUT_IMAGE, &hi) == VTON_STATUS_OK, "get bf16 image");
+            CHECK(vton_image_width(hi) == pw && vton_image_height(hi) == ph, "bf16 result size");
+            const unsigned char *a = vton_image_data(di), *b = vton_image_data(hi);
+            double mad = 0;
+            size_t n = (size_t)pw * ph * 3;
+            for (size_t i = 0; i < n; i++) mad += abs((int)a[i] - (int)b[i]);
+            mad /= (double)n;
+            CHECK(mad < 0.5, "bf16 result differs by %.3f levels on average", mad);
+        }
+        vton_image_free(hi);
+        vton_result_free(hr);
+        vton_pipeline_free(half);
+        vton_pipeline *bad = NULL;
+        CHECK(vton_pipeline_load_with(VTON_METHOD_CATVTON, weights, NULL, "int8", NULL, &bad) == VTON_STATUS_INVALID_ARGUMENT
+              && bad == NULL && strstr(vton_last_error_message(), "int8"), "bad dtype: %s", vton_last_error_message());
+        CHECK(vton_pipeline_load_with(VTON_METHOD_INPAINT, weights, NULL, NULL, "fp16", &bad) != VTON_STATUS_OK
+              && bad == NULL && strstr(vton_last_error_message(), "fp16"), "missing variant: %s", vton_last_error_message());
+        CHECK(vton_pipeline_load_with(VTON_METHOD_DCI_VITON, weights, NULL, NULL, NULL, &bad) == VTON_STATUS_INVALID_ARGUMENT,
+              "dci through load_with");
         vton_image_free(di);
         vton_result_free(dr);
         vton_pipeline_free(pipe);

@@ -19,6 +19,7 @@ use vton_core::pipelines::diffusion::{
 };
 use vton_core::pipelines::geometric::{GeometricTryOn, TryOnInputs, TryOnOutput};
 use vton_core::pipelines::preprocess::PartialInputs;
+use vton_core::weights::{LoadOptions, WeightDtype};
 use vton_core::{default_device, VtonError};
 
 /// Status codes. Numbers are part of the ABI and never reused.
@@ -524,6 +525,70 @@ pub unsafe extern "C" fn vton_pipeline_load(
             m,
             std::path::Path::new(&dir),
             attn.as_deref().map(std::path::Path::new),
+            &default_device(),
+        ))?;
+        *out = Box::into_raw(Box::new(vton_pipeline {
+            inner: Pipeline::Diffusion(p),
+        }));
+        Ok(())
+    })
+}
+
+/// `vton_pipeline_load` for `VTON_METHOD_CATVTON` / `VTON_METHOD_INPAINT` with
+/// diffusers' `torch_dtype` and `variant`: `dtype` is the element type the U-Net and VAE
+/// layer weights are kept in (`"float32"`, `"float16"`, `"bfloat16"`, torch's names;
+/// NULL is float32; computation stays float32), `variant` the weight files to read
+/// (`"fp16"` reads `diffusion_pytorch_model.fp16.safetensors`; NULL: the plain files).
+/// A bad dtype, a variant the folder lacks or another method is
+/// `VTON_STATUS_INVALID_ARGUMENT` / `VTON_STATUS_CHECKPOINT` naming it.
+#[no_mangle]
+pub unsafe extern "C" fn vton_pipeline_load_with(
+    method: vton_method,
+    weights_dir: *const c_char,
+    attn_checkpoint: *const c_char,
+    dtype: *const c_char,
+    variant: *const c_char,
+    out: *mut *mut vton_pipeline,
+) -> vton_status {
+    guard(|| {
+        let dir = path_arg(weights_dir, "weights_dir")?;
+        let attn = if attn_checkpoint.is_null() {
+            None
+        } else {
+            Some(path_arg(attn_checkpoint, "attn_checkpoint")?)
+        };
+        let dtype = if dtype.is_null() {
+            WeightDtype::F32
+        } else {
+            core(WeightDtype::from_name(&path_arg(dtype, "dtype")?))?
+        };
+        let variant = if variant.is_null() {
+            None
+        } else {
+            Some(path_arg(variant, "variant")?)
+        };
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let m = match method {
+            vton_method::VTON_METHOD_CATVTON => DiffusionMethod::CatVTON,
+            vton_method::VTON_METHOD_INPAINT => DiffusionMethod::Inpaint,
+            vton_method::VTON_METHOD_DCI_VITON => {
+                return Err((
+                    VTON_STATUS_INVALID_ARGUMENT,
+                    "vton_pipeline_load_with takes VTON_METHOD_CATVTON or VTON_METHOD_INPAINT; \
+                     load DCI-VITON with vton_pipeline_load"
+                        .into(),
+                ))
+            }
+        };
+        let options = LoadOptions::dtype(dtype).with_variant(variant.as_deref());
+        let p = core(DiffusionTryOn::load_with_options(
+            m,
+            std::path::Path::new(&dir),
+            None,
+            attn.as_deref().map(std::path::Path::new),
+            &options,
             &default_device(),
         ))?;
         *out = Box::into_raw(Box::new(vton_pipeline {

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use vton_core::models::{AutoencoderKL, UNet2DConditionModel};
+use vton_core::weights::{LoadOptions, WeightDtype};
 use vton_core::{default_device, rng::randn};
 
 fn peak_rss_mib() -> f64 {
@@ -107,9 +108,14 @@ fn main() -> vton_core::Result<()> {
         args.get(2).map_or("vae_decode", |s| s),
     );
     let dev = default_device();
+    // A `_bf16` suffix keeps the diffusion models' layer weights in bfloat16.
+    let (what, opts) = match what.strip_suffix("_bf16") {
+        Some(w) => (w, LoadOptions::dtype(WeightDtype::BF16)),
+        None => (what, LoadOptions::default()),
+    };
     let mut times = Vec::new();
     if what == "vae_decode" {
-        let vae = AutoencoderKL::from_pretrained(format!("{root}/sd15_vae"), &dev)?;
+        let vae = AutoencoderKL::from_pretrained_with(format!("{root}/sd15_vae"), &opts, &dev)?;
         let z = randn([1, 4, 64, 48], 0, &dev);
         for _ in 0..6 {
             let t = Instant::now();
@@ -119,8 +125,11 @@ fn main() -> vton_core::Result<()> {
     } else if matches!(what, "gmm" | "tocg" | "tom" | "gen") {
         return gan(root, what);
     } else {
-        let unet =
-            UNet2DConditionModel::from_pretrained(format!("{root}/sd15_inpaint_unet"), &dev)?;
+        let unet = UNet2DConditionModel::from_pretrained_with(
+            format!("{root}/sd15_inpaint_unet"),
+            &opts,
+            &dev,
+        )?;
         let x = randn([1, 9, 64, 48], 1, &dev);
         let ehs = randn([1, 77, 768], 2, &dev);
         // `unet_step_notext`: no encoder states, so every cross-attention passes its input
