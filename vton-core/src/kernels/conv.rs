@@ -177,6 +177,16 @@ fn im2col(x: &[f32], s: ConvShape, r0: usize, rows: usize, ow: usize, col: &mut 
             let start = (x0 + (first * sw) as isize) as usize;
             if sw == 1 {
                 out_row[first..last].copy_from_slice(&src[start..start + (last - first)]);
+            } else if sw == 2 && last > first {
+                // Every other input: a constant stride the compiler turns into
+                // de-interleaving vector loads (the 4x4 stride-2 convolutions of the GAN
+                // encoders spend their im2col time here).
+                let n = last - first;
+                let (out, src) = (&mut out_row[first..last], &src[start..start + 2 * n - 1]);
+                for (o, pair) in out.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = pair[0];
+                }
+                out[n - 1] = src[2 * n - 2];
             } else {
                 for (j, o) in out_row[first..last].iter_mut().enumerate() {
                     *o = src[start + j * sw];
@@ -216,6 +226,32 @@ mod tests {
                 stride: [1, 3],
                 dilation: [2, 1],
                 pad: [2, 0, 1, 3],
+            },
+            // Stride 2 across an odd width, with asymmetric padding and dilation: the
+            // de-interleaving gather, including rows where only one column is inside.
+            ConvShape {
+                batch: 1,
+                cin: 3,
+                h: 7,
+                w: 11,
+                cout: 2,
+                kh: 3,
+                kw: 5,
+                stride: [2, 2],
+                dilation: [1, 2],
+                pad: [1, 2, 3, 0],
+            },
+            ConvShape {
+                batch: 1,
+                cin: 2,
+                h: 3,
+                w: 2,
+                cout: 2,
+                kh: 2,
+                kw: 3,
+                stride: [2, 2],
+                dilation: [1, 1],
+                pad: [0, 1, 2, 2],
             },
             ConvShape {
                 batch: 1,
