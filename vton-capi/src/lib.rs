@@ -570,18 +570,17 @@ pub unsafe extern "C" fn vton_pipeline_load_with(
         if out.is_null() {
             return Err(null("out"));
         }
-        let m = match method {
-            vton_method::VTON_METHOD_CATVTON => DiffusionMethod::CatVTON,
-            vton_method::VTON_METHOD_INPAINT => DiffusionMethod::Inpaint,
-            vton_method::VTON_METHOD_DCI_VITON => {
-                return Err((
+        let m =
+            match method {
+                vton_method::VTON_METHOD_CATVTON => DiffusionMethod::CatVTON,
+                vton_method::VTON_METHOD_INPAINT => DiffusionMethod::Inpaint,
+                vton_method::VTON_METHOD_DCI_VITON => return Err((
                     VTON_STATUS_INVALID_ARGUMENT,
                     "vton_pipeline_load_with takes VTON_METHOD_CATVTON or VTON_METHOD_INPAINT; \
                      load DCI-VITON with vton_pipeline_load"
                         .into(),
-                ))
-            }
-        };
+                )),
+            };
         let options = LoadOptions::dtype(dtype).with_variant(variant.as_deref());
         let p = core(DiffusionTryOn::load_with_options(
             m,

@@ -294,6 +294,50 @@ fn bilinear_resize_matches_burn() {
 }
 
 #[test]
+fn grid_sample_rows_in_parallel_equal_burns() {
+    use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
+    // Large enough to be split into row blocks (2x5x64x60 out), grids reaching past the
+    // borders; every mode, padding and corner convention; the result is burn's per-pixel
+    // arithmetic, so it is exact.
+    let x = rand([2, 5, 23, 17], 90);
+    let grid = rand([2, 64, 60, 2], 91).mul_scalar(0.7);
+    for mode in [0usize, 1] {
+        for padding in [0usize, 1, 2] {
+            for align in [false, true] {
+                let opts = GridSampleOptions::new(if mode == 1 {
+                    InterpolateMode::Nearest
+                } else {
+                    InterpolateMode::Bilinear
+                })
+                .with_padding_mode(match padding {
+                    1 => GridSamplePaddingMode::Border,
+                    2 => GridSamplePaddingMode::Reflection,
+                    _ => GridSamplePaddingMode::Zeros,
+                })
+                .with_align_corners(align);
+                let want = x.clone().grid_sample_2d(grid.clone(), opts);
+                let got = kernels::grid_sample(x.clone(), grid.clone(), mode, padding, align)
+                    .unwrap_or_else(|_| panic!("routed on flex"));
+                assert_eq!(got.dims(), [2, 5, 64, 60]);
+                assert_eq!(
+                    vals(got),
+                    vals(want),
+                    "mode {mode} padding {padding} align {align}"
+                );
+            }
+        }
+    }
+    // A small output takes burn's single call; the same values.
+    let g = grid.clone().narrow(1, 0, 3);
+    let got = kernels::grid_sample(x.clone(), g.clone(), 0, 0, false).unwrap_or_else(|_| panic!());
+    let want = x.grid_sample_2d(
+        g,
+        GridSampleOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
+    );
+    assert_eq!(vals(got), vals(want));
+}
+
+#[test]
 fn autodiff_devices_use_burns_differentiable_ops() {
     let ad = dev().autodiff();
     let gn = GroupNormConfig::new(2, 4).init(&ad);

@@ -58,6 +58,16 @@ pub trait VtonKernels: burn::backend::Backend {
         bias: FloatTensor<Self>,
         geometry: [usize; 8],
     ) -> FloatTensor<Self>;
+    /// `grid_sample` of `(N, C, H, W)` at `grid` `(N, Ho, Wo, 2)`: burn's own per-pixel
+    /// arithmetic, over blocks of output rows in parallel (burn's runs on one thread).
+    /// `mode` 0 bilinear, 1 nearest; `padding` 0 zeros, 1 border, 2 reflection.
+    fn grid_sample(
+        x: FloatTensor<Self>,
+        grid: FloatTensor<Self>,
+        mode: usize,
+        padding: usize,
+        align_corners: bool,
+    ) -> FloatTensor<Self>;
     /// 3x3 convolution plus `bias` (`[cout]`), stride 1, `pad` zeros on every side
     /// (Winograd F(2x2, 3x3)).
     fn conv3x3(
@@ -182,6 +192,49 @@ impl VtonKernels for Flex {
         let mut out = out_buf(b * c * oh * ow);
         cpu::resize_bilinear(&values(&x), &mut out, h, w, oh, ow);
         flex_from(out, [b, c, oh, ow].into())
+    }
+
+    fn grid_sample(
+        x: FlexTensor,
+        grid: FlexTensor,
+        mode: usize,
+        padding: usize,
+        align_corners: bool,
+    ) -> FlexTensor {
+        use burn::backend::flex::ops::grid_sample::grid_sample_2d;
+        use rayon::prelude::*;
+        let options = grid_sample_options(mode, padding, align_corners);
+        let gd = grid.layout().shape().to_vec();
+        let (n, ho, wo) = (gd[0], gd[1], gd[2]);
+        let c = x.layout().shape()[1];
+        // A few row blocks per thread; small outputs stay in one call.
+        let rows = ho.div_ceil(4 * rayon::current_num_threads()).max(1);
+        if rows >= ho || n * c * ho * wo < 1 << 15 {
+            return grid_sample_2d(x, grid, options);
+        }
+        let g = values(&grid);
+        let starts: Vec<usize> = (0..ho).step_by(rows).collect();
+        let blocks: Vec<(usize, usize, Vec<f32>)> = starts
+            .into_par_iter()
+            .map(|r0| {
+                let r = rows.min(ho - r0);
+                let mut gb = Vec::with_capacity(n * r * wo * 2);
+                for b in 0..n {
+                    gb.extend_from_slice(&g[(b * ho + r0) * wo * 2..(b * ho + r0 + r) * wo * 2]);
+                }
+                let block = flex_from(gb, [n, r, wo, 2].into());
+                let out = grid_sample_2d(x.clone(), block, options.clone());
+                (r0, r, values(&out).into_owned())
+            })
+            .collect();
+        let mut out = out_buf(n * c * ho * wo);
+        for (r0, r, v) in blocks {
+            for bc in 0..n * c {
+                out[(bc * ho + r0) * wo..(bc * ho + r0 + r) * wo]
+                    .copy_from_slice(&v[bc * r * wo..(bc + 1) * r * wo]);
+            }
+        }
+        flex_from(out, [n, c, ho, wo].into())
     }
 
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> FlexTensor {
@@ -484,6 +537,53 @@ pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Result<Tensor<4>, Te
         ))
     } else {
         Err(x)
+    }
+}
+
+fn grid_sample_options(
+    mode: usize,
+    padding: usize,
+    align_corners: bool,
+) -> burn::tensor::ops::GridSampleOptions {
+    use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
+    let mode = if mode == 1 {
+        InterpolateMode::Nearest
+    } else {
+        InterpolateMode::Bilinear
+    };
+    let padding = match padding {
+        1 => GridSamplePaddingMode::Border,
+        2 => GridSamplePaddingMode::Reflection,
+        _ => GridSamplePaddingMode::Zeros,
+    };
+    GridSampleOptions::new(mode)
+        .with_padding_mode(padding)
+        .with_align_corners(align_corners)
+}
+
+/// `grid_sample` (burn's arithmetic, output rows in parallel) of `x` `(N, C, H, W)` at
+/// `grid` `(N, Ho, Wo, 2)` with the options coded as in [`VtonKernels::grid_sample`];
+/// `Err` gives both back where vton's kernel does not run (the caller uses burn's op).
+/// Shapes are checked by the caller (`warp::grid_sample`).
+pub fn grid_sample(
+    x: Tensor<4>,
+    grid: Tensor<4>,
+    mode: usize,
+    padding: usize,
+    align_corners: bool,
+) -> Result<Tensor<4>, (Tensor<4>, Tensor<4>)> {
+    if routed(&x) && routed(&grid) {
+        Ok(Tensor::from_dispatch(
+            <burn::backend::Dispatch as VtonKernels>::grid_sample(
+                x.into_dispatch(),
+                grid.into_dispatch(),
+                mode,
+                padding,
+                align_corners,
+            ),
+        ))
+    } else {
+        Err((x, grid))
     }
 }
 

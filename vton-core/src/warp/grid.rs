@@ -131,7 +131,21 @@ pub fn grid_sample(
             .grid_sample_2d(grid.to_device(&flex), options.to_burn());
         return Ok(out.to_device(&device));
     }
-    Ok(input.grid_sample_2d(grid, options.to_burn()))
+    let mode = match options.mode {
+        SampleMode::Bilinear => 0,
+        SampleMode::Nearest => 1,
+    };
+    let padding = match options.padding_mode {
+        PaddingMode::Zeros => 0,
+        PaddingMode::Border => 1,
+        PaddingMode::Reflection => 2,
+    };
+    Ok(
+        match crate::kernels::grid_sample(input, grid, mode, padding, options.align_corners) {
+            Ok(out) => out,
+            Err((input, grid)) => input.grid_sample_2d(grid, options.to_burn()),
+        },
+    )
 }
 
 /// The identity sampling grid `[n, h, w, 2]` for the given `align_corners` convention.
