@@ -38,12 +38,7 @@ pub fn run(
         strength: args.strength,
     };
     let dtype = match &args.dtype {
-        Some(d) => WeightDtype::from_name(d).map_err(|_| {
-            VtonError::invalid(
-                "--dtype",
-                format!("{d:?} is not one of float32, float16, bfloat16"),
-            )
-        })?,
+        Some(d) => WeightDtype::from_arg("--dtype", d)?,
         None => WeightDtype::F32,
     };
     let options = LoadOptions::dtype(dtype).with_variant(args.variant.as_deref());

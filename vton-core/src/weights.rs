@@ -514,13 +514,19 @@ impl WeightDtype {
     /// `float16` / `fp16` / `f16` / `half`, `bfloat16` / `bf16` (an optional `torch.`
     /// prefix is accepted).
     pub fn from_name(name: &str) -> Result<Self> {
+        Self::from_arg("dtype", name)
+    }
+
+    /// [`WeightDtype::from_name`] whose error names the argument `arg` the value came in
+    /// (`--dtype`, `torch_dtype`).
+    pub fn from_arg(arg: &str, name: &str) -> Result<Self> {
         let n = name.trim().to_ascii_lowercase();
         match n.strip_prefix("torch.").unwrap_or(&n) {
             "float32" | "fp32" | "f32" | "float" => Ok(WeightDtype::F32),
             "float16" | "fp16" | "f16" | "half" => Ok(WeightDtype::F16),
             "bfloat16" | "bf16" => Ok(WeightDtype::BF16),
             _ => Err(VtonError::invalid(
-                "dtype",
+                arg,
                 format!("{name:?} is not one of float32, float16, bfloat16"),
             )),
         }

@@ -58,12 +58,7 @@ fn load_options(
                 Ok(s) => s,
                 Err(_) => d.str()?.to_string(),
             };
-            WeightDtype::from_name(&name).map_err(|_| {
-                to_py_err(VtonError::invalid(
-                    "torch_dtype",
-                    format!("{name:?} is not one of float32, float16, bfloat16"),
-                ))
-            })?
+            WeightDtype::from_arg("torch_dtype", &name).map_err(to_py_err)?
         }
     };
     Ok(LoadOptions::dtype(dtype).with_variant(variant.as_deref()))
