@@ -492,43 +492,33 @@ pub unsafe extern "C" fn vton_pipeline_load(
     attn_checkpoint: *const c_char,
     out: *mut *mut vton_pipeline,
 ) -> vton_status {
+    if !matches!(method, vton_method::VTON_METHOD_DCI_VITON) {
+        // The diffusion methods with float32 weights and the plain weight files.
+        return vton_pipeline_load_with(
+            method,
+            weights_dir,
+            attn_checkpoint,
+            std::ptr::null(),
+            std::ptr::null(),
+            out,
+        );
+    }
     guard(|| {
         let dir = path_arg(weights_dir, "weights_dir")?;
-        let attn = if attn_checkpoint.is_null() {
-            None
-        } else {
-            Some(path_arg(attn_checkpoint, "attn_checkpoint")?)
-        };
         if out.is_null() {
             return Err(null("out"));
         }
-        let m = match method {
-            vton_method::VTON_METHOD_CATVTON => DiffusionMethod::CatVTON,
-            vton_method::VTON_METHOD_INPAINT => DiffusionMethod::Inpaint,
-            vton_method::VTON_METHOD_DCI_VITON => {
-                if attn.is_some() {
-                    return Err((
-                        VTON_STATUS_INVALID_ARGUMENT,
-                        "attn_checkpoint must be NULL for VTON_METHOD_DCI_VITON (its two \
-                         checkpoints and vae/ are found in weights_dir)"
-                            .into(),
-                    ));
-                }
-                let p = dci::load(&dir, dci::DCI_NUM_GROUPS)?;
-                *out = Box::into_raw(Box::new(vton_pipeline {
-                    inner: Pipeline::DciViton(Box::new(p)),
-                }));
-                return Ok(());
-            }
-        };
-        let p = core(DiffusionTryOn::load(
-            m,
-            std::path::Path::new(&dir),
-            attn.as_deref().map(std::path::Path::new),
-            &default_device(),
-        ))?;
+        if !attn_checkpoint.is_null() {
+            return Err((
+                VTON_STATUS_INVALID_ARGUMENT,
+                "attn_checkpoint must be NULL for VTON_METHOD_DCI_VITON (its two \
+                 checkpoints and vae/ are found in weights_dir)"
+                    .into(),
+            ));
+        }
+        let p = dci::load(&dir, dci::DCI_NUM_GROUPS)?;
         *out = Box::into_raw(Box::new(vton_pipeline {
-            inner: Pipeline::Diffusion(p),
+            inner: Pipeline::DciViton(Box::new(p)),
         }));
         Ok(())
     })
